@@ -1,0 +1,138 @@
+"""The ``harness`` command. A user's mistake is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import __version__
+from .errors import HarnessError
+
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.command
+    try:
+        return command(args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Evaluate prompts on causal language models."
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a task and write its report")
+    run.add_argument("task", type=Path, help="the task file (YAML)")
+    run.add_argument("--model", help="default, a model folder, a .gguf file or a hub id")
+    run.add_argument("--limit", type=int, metavar="N", help="only the first N items")
+    run.add_argument("--shots", type=_int_list, metavar="0,1,3", help="shot counts")
+    run.add_argument("--presets", type=_str_list, metavar="a,b", help="presets instead of the task's settings")
+    run.add_argument("--seed", type=_int_list, metavar="S", help="seed(s) for sampled settings")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
+    run.set_defaults(command=cmd_run)
+
+    validate = sub.add_parser("validate", help="check task files without loading a model")
+    validate.add_argument("tasks", type=Path, nargs="+")
+    validate.set_defaults(command=cmd_validate)
+
+    listing = sub.add_parser("list", help="list the shipped tasks and the presets")
+    listing.set_defaults(command=cmd_list)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import pipeline, report
+    from .generate import HFBackend
+    from .models import load_model
+
+    overrides = pipeline.Overrides(
+        shots=args.shots, presets=args.presets, seeds=args.seed, limit=args.limit,
+        model=args.model,
+    )
+    plan = pipeline.prepare(args.task, overrides)
+    print(plan.describe(), file=sys.stderr)
+    run_dir = pipeline.new_run_dir(args.out, plan.task.spec.name)
+    loaded = load_model(plan.model, args.device)
+    print(
+        f"model {loaded.name} on {loaded.device} ({loaded.dtype}), ready in {loaded.load_s:.1f} s",
+        file=sys.stderr,
+    )
+    backend = HFBackend(loaded)
+    records = pipeline.execute(plan, backend, loaded.describe(), run_dir, loaded.load_s)
+    summary = report.summarize(plan.task.spec.kind, records)
+    columns = report.metric_columns(plan.task.spec.kind, plan.task.spec.metrics)[:4]
+    print(_table(summary, columns))
+    print(f"report: {run_dir / 'index.html'}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from . import pipeline
+
+    failed = 0
+    for path in args.tasks:
+        try:
+            plan = pipeline.prepare(path)
+        except HarnessError as exc:
+            failed += 1
+            print(f"harness: error: {exc}", file=sys.stderr)
+            continue
+        print(f"ok  {path}  {plan.describe()}")
+    return 2 if failed else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .decoding import PRESETS
+    from .tasks import load_task
+
+    print("tasks:")
+    for path in sorted(TASKS_DIR.glob("*.yaml")):
+        try:
+            spec = load_task(path).spec
+            print(f"  {path.name:<20} {spec.kind:<15} {spec.description}")
+        except HarnessError as exc:
+            print(f"  {path.name:<20} (invalid: {exc})")
+    print("presets:")
+    for name, args_ in PRESETS.items():
+        shown = ", ".join(f"{k}={v}" for k, v in args_.items()) or "(transformers' defaults)"
+        print(f"  {name:<18} {shown}")
+    return 0
+
+
+def _table(summary: list[dict], columns: list[str]) -> str:
+    from .report import _fmt
+
+    header = ["setting", "shots", *columns]
+    rows = [[r["setting"], str(r["shots"]), *(_fmt(r.get(c), c) for c in columns)] for r in summary]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+
+
+def _str_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Batched generation with a transformers model: the harness's one real backend.
+
+A backend takes the prompts of one decoding setting and returns, for each prompt, the
+setting's returned sequences. The runner only sees this small interface, so tests can
+put a fake in its place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .decoding import Setting
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every setting of a task shares."""
+
+    max_new_tokens: int = 32
+    stop: tuple[str, ...] = ()
+    bad_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # the answer: the generated text cut at the first stop string
+    raw: str  # everything generated, special tokens left out
+    n_tokens: int  # generated tokens, up to and including eos or the stop string
+    mean_logprob: float | None  # mean log-probability of those tokens under the model
+    stop_reason: str  # "eos", "stop" (a stop string) or "length"
+
+
+class Backend(Protocol):
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    def batch_rows(self, setting: Setting) -> int: ...
+
+    def generate(
+        self, prompts: list[str], setting: Setting, seed: int | None, options: Options
+    ) -> list[list[Generation]]: ...
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """The text before the first stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+class HFBackend:
+    """Generation with a transformers causal LM, batched with left padding."""
+
+    def __init__(self, loaded: LoadedModel, rows: int | None = None) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        on_cuda = loaded.device.startswith("cuda")
+        # Rows (prompts x beams or returned sequences) generated at once. On this CPU the
+        # output projection dominates and its cost per row falls up to ~64 rows.
+        self.rows = rows or (256 if on_cuda else 64)
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+
+    def batch_rows(self, setting: Setting) -> int:
+        return max(1, self.rows // setting.rows_per_prompt)
+
+    def generate(
+        self, prompts: list[str], setting: Setting, seed: int | None, options: Options
+    ) -> list[list[Generation]]:
+        import torch
+        from transformers import GenerationConfig
+
+        tok = self.tokenizer
+        inputs = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        config = GenerationConfig(
+            max_new_tokens=options.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=self.model.generation_config.eos_token_id,
+            bos_token_id=self.model.generation_config.bos_token_id,
+            return_dict_in_generate=True,
+            **setting.args,
+        )
+        extra: dict[str, Any] = {}
+        if options.stop:
+            config.stop_strings = list(options.stop)
+            extra["tokenizer"] = tok
+        if options.bad_words:
+            config.bad_words_ids = self._bad_words_ids(options.bad_words)
+        recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
+        if recorder:
+            extra["logits_processor"] = [recorder]
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, generation_config=config, **extra)
+        finally:
+            if recorder:
+                recorder.close()
+        prompt_len = inputs["input_ids"].shape[1]
+        new = out.sequences[:, prompt_len:]
+        if recorder:
+            logprobs = recorder.result(new)
+        else:
+            logprobs = self._score(inputs["attention_mask"], out.sequences, prompt_len)
+        rows = [self._one(new[i], logprobs[i], options) for i in range(new.shape[0])]
+        n = setting.sequences
+        return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _one(self, ids: Any, logprobs: Any, options: Options) -> Generation:
+        ids_list = ids.tolist()
+        length, reason = len(ids_list), "length"
+        for position, token in enumerate(ids_list):
+            if token in self.eos_ids:
+                length, reason = position + 1, "eos"
+                break
+        raw = self._decode(ids_list[:length])
+        text, stopped = cut_at_stop(raw, options.stop)
+        if stopped:
+            # Rows that stopped early are padded (beam search pads with eos), so the
+            # tokens are counted up to the one that completed the stop string.
+            length = next(
+                k for k in range(1, length + 1)
+                if cut_at_stop(self._decode(ids_list[:k]), options.stop)[1]
+            )
+            reason = "stop"
+        mean = float(logprobs[:length].mean()) if length else None
+        return Generation(text, raw, length, mean, reason)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _bad_words_ids(self, words: tuple[str, ...]) -> list[list[int]]:
+        ids = []
+        for word in words:
+            special = self.tokenizer.convert_tokens_to_ids(word)
+            if word in self.tokenizer.all_special_tokens and special is not None:
+                ids.append([special])
+            else:
+                ids.append(self.tokenizer(word, add_special_tokens=False)["input_ids"])
+        return [i for i in ids if i]
+
+    def _score(self, prompt_mask: Any, sequences: Any, prompt_len: int) -> Any:
+        """Log-probabilities of the generated tokens, by one teacher-forced forward pass.
+
+        Used for beam search, whose reordering of beams the per-step recorder cannot
+        follow; it costs one forward pass per returned sequence.
+        """
+        import torch
+
+        generated = sequences.shape[1] - prompt_len
+        pad = torch.ones(
+            (prompt_mask.shape[0], generated), dtype=prompt_mask.dtype, device=prompt_mask.device
+        )
+        # Sequences are repeated per returned sequence; their masks repeat the same way.
+        mask = torch.cat([prompt_mask, pad], dim=1)
+        repeat = sequences.shape[0] // prompt_mask.shape[0]
+        mask = mask.repeat_interleave(repeat, dim=0)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=sequences, attention_mask=mask, position_ids=positions,
+                logits_to_keep=generated + 1,
+            ).logits[:, :-1].float()
+        chosen = sequences[:, prompt_len:].unsqueeze(-1)
+        return (logits.gather(-1, chosen).squeeze(-1) - logits.logsumexp(-1)).cpu()
+
+
+class _LogprobRecorder:
+    """Records the log-probability of each generated token under the model's raw logits.
+
+    A forward hook keeps the last step's logits; at the next step this logits processor
+    sees which token was chosen from them. Processors (temperature, top-k, ...) change
+    what is sampled, not the model's own probability of it.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.previous: Any = None
+        self.current: Any = None
+        self.steps: list[Any] = []
+        self._handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, module: Any, args: Any, output: Any) -> None:
+        logits = output.logits[:, -1, :].float()
+        self.previous, self.current = self.current, (logits, logits.logsumexp(-1))
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.previous is not None:
+            logits, lse = self.previous
+            self.steps.append(logits.gather(1, input_ids[:, -1:]).squeeze(1) - lse)
+        return scores
+
+    def close(self) -> None:
+        self._handle.remove()
+
+    def result(self, new_tokens: Any) -> Any:
+        import torch
+
+        if new_tokens.shape[1] > len(self.steps) and self.current is not None:
+            logits, lse = self.current
+            self.steps.append(logits.gather(1, new_tokens[:, -1:]).squeeze(1) - lse)
+        self.previous = self.current = None
+        if not self.steps:
+            return torch.zeros_like(new_tokens, dtype=torch.float32).cpu()
+        return torch.stack(self.steps, dim=1).cpu()

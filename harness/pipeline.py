@@ -1,0 +1,152 @@
+"""The run as one flow: task file -> prompts -> requests -> outputs -> scores -> reports.
+
+``prepare`` does everything that needs no model (and so finds every mistake in a task
+before a model loads); ``execute`` loads the model, generates and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import __version__, report, runner
+from .decoding import Setting, expand
+from .errors import HarnessError
+from .generate import Backend, Options
+from .prompts import Prompt, build_prompts
+from .tasks import LoadedTask, load_task
+
+
+@dataclass
+class Overrides:
+    """Command-line choices that replace the task file's."""
+
+    shots: list[int] | None = None
+    presets: list[str] | None = None
+    seeds: list[int] | None = None
+    limit: int | None = None
+    model: str | None = None
+
+
+@dataclass
+class Plan:
+    task: LoadedTask
+    prompts: list[Prompt]
+    settings: list[Setting]
+    seeds: list[int]
+    requests: list[runner.Request]
+    options: Options
+    model: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_outputs(self) -> int:
+        return runner.count_outputs(self.requests)
+
+    def describe(self) -> str:
+        spec = self.task.spec
+        return (
+            f"{spec.name}: {len({p.item for p in self.prompts})} items × shots "
+            f"{sorted({p.shots for p in self.prompts})} × {len(self.settings)} settings "
+            f"→ {len(self.requests)} prompts, {self.n_outputs} outputs"
+        )
+
+
+def prepare(task_path: str | Path, overrides: Overrides | None = None) -> Plan:
+    """Load and check a task, render every prompt and lay out every request."""
+    overrides = overrides or Overrides()
+    task = load_task(task_path)
+    if overrides.limit is not None:
+        if overrides.limit < 1:
+            raise HarnessError("--limit must be 1 or more")
+        task = task.model_copy(update={"items": task.items[: overrides.limit]})
+    spec = task.spec
+    shots = overrides.shots if overrides.shots is not None else spec.shots
+    if any(k < 0 for k in shots):
+        raise HarnessError("--shots takes counts of 0 or more")
+    prompts = build_prompts(task, shots)
+    try:
+        settings = expand(spec.decoding, overrides.presets)
+    except HarnessError as exc:
+        raise HarnessError(f"{task.path}: {exc}") from None
+    seeds = overrides.seeds if overrides.seeds is not None else spec.seeds
+    options = Options(
+        spec.decoding.max_new_tokens, tuple(spec.decoding.stop), tuple(spec.decoding.bad_words)
+    )
+    requests = runner.plan(prompts, settings, seeds)
+    model = overrides.model or spec.model
+    return Plan(task, prompts, settings, seeds, requests, options, model)
+
+
+def new_run_dir(out: Path, name: str) -> Path:
+    """reports/<task>-<time>/, created now so that an unwritable folder fails early."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for attempt in range(100):
+            run_dir = out / (f"{name}-{stamp}" + (f"-{attempt}" if attempt else ""))
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise HarnessError(f"--out {out}: cannot write the report there ({exc.strerror})") from None
+    raise HarnessError(f"--out {out}: too many runs of {name} in one second")
+
+
+def run_metadata(plan: Plan, model_info: dict[str, Any], timings: dict[str, float]) -> dict:
+    """Everything needed to understand, repeat and re-render the run."""
+    import torch
+    import transformers
+
+    return {
+        "harness_version": __version__,
+        "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "task_path": str(plan.task.path),
+        "task": plan.task.spec.model_dump(mode="json"),
+        "shots": sorted({p.shots for p in plan.prompts}),
+        "items": len({p.item for p in plan.prompts}),
+        "settings": [{"name": s.name, "args": s.args} for s in plan.settings],
+        "seeds": plan.seeds,
+        "options": {
+            "max_new_tokens": plan.options.max_new_tokens,
+            "stop": list(plan.options.stop),
+            "bad_words": list(plan.options.bad_words),
+        },
+        "model": model_info,
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "harness": __version__,
+        },
+        "command": sys.argv,
+        "timings": timings,
+        "n_outputs": plan.n_outputs,
+    }
+
+
+def execute(plan: Plan, backend: Backend, model_info: dict[str, Any], run_dir: Path,
+            load_s: float = 0.0) -> list[runner.Record]:
+    """Generate every output into run_dir, then write run.json and the reports."""
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    with (
+        (run_dir / "samples.jsonl").open("w", encoding="utf-8") as samples,
+        tqdm(total=plan.n_outputs, unit="out", desc=plan.task.spec.name, dynamic_ncols=True) as bar,
+    ):
+        records = runner.run(
+            plan.task.spec, plan.requests, backend, plan.options, samples, bar.update
+        )
+    timings = {"load_s": round(load_s, 2), "generate_s": round(time.perf_counter() - started, 2)}
+    run = run_metadata(plan, model_info, timings)
+    report.save_run_json(run_dir, run)
+    report.write_all(run_dir, run, records)
+    return records
