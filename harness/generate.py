@@ -61,6 +61,7 @@ class HFBackend:
         self.rows = rows or (256 if on_cuda else 64)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self._stop_matchers: dict[str, Any] = {}
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
@@ -72,24 +73,26 @@ class HFBackend:
         self, prompts: list[str], setting: Setting, seed: int | None, options: Options
     ) -> list[list[Generation]]:
         import torch
-        from transformers import GenerationConfig
+        from transformers import GenerationConfig, StoppingCriteriaList
 
         tok = self.tokenizer
         inputs = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
         config = GenerationConfig(
-            max_new_tokens=options.max_new_tokens,
             pad_token_id=tok.pad_token_id,
             eos_token_id=self.model.generation_config.eos_token_id,
             bos_token_id=self.model.generation_config.bos_token_id,
             return_dict_in_generate=True,
-            **setting.args,
+            # a setting's own max_new_tokens wins over the task's
+            **{"max_new_tokens": options.max_new_tokens, **setting.args},
         )
         extra: dict[str, Any] = {}
-        if options.stop:
-            config.stop_strings = list(options.stop)
-            extra["tokenizer"] = tok
+        matchers = self._stop_strings(options.stop)
+        if matchers:
+            extra["stopping_criteria"] = StoppingCriteriaList(matchers)
         if options.bad_words:
             config.bad_words_ids = self._bad_words_ids(options.bad_words)
+        if setting.rows_per_prompt > 1 and inputs["input_ids"].shape[1] > 1:
+            extra["past_key_values"] = self._shared_prefill(inputs, setting.rows_per_prompt)
         recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
         if recorder:
             extra["logits_processor"] = [recorder]
@@ -111,6 +114,27 @@ class HFBackend:
         n = setting.sequences
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
 
+    def _shared_prefill(self, inputs: Any, rows: int) -> Any:
+        """The prompts' KV cache, computed once and repeated for each beam or sequence.
+
+        transformers repeats every prompt ``rows`` times before its first forward pass,
+        so beam search over few-shot prompts spent most of its time reading the same
+        prompt five times. All but the last prompt token go in here; ``generate`` then
+        runs only that token, on the repeated cache.
+        """
+        import torch
+
+        ids, mask = inputs["input_ids"][:, :-1], inputs["attention_mask"][:, :-1]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1,
+            )
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(rows)
+        return cache
+
     def _one(self, ids: Any, logprobs: Any, options: Options) -> Generation:
         ids_list = ids.tolist()
         length, reason = len(ids_list), "length"
@@ -130,6 +154,23 @@ class HFBackend:
             reason = "stop"
         mean = float(logprobs[:length].mean()) if length else None
         return Generation(text, raw, length, mean, reason)
+
+    def _stop_strings(self, stop: tuple[str, ...]) -> list[Any]:
+        """transformers' matchers that end generation at a stop string, built once each.
+
+        Building one scans the whole vocabulary (half a second for Gemma's). A stop string
+        that no token can spell is left out, as transformers refuses it: the model cannot
+        write it, and answers are cut at every stop string afterwards anyway.
+        """
+        from transformers import StopStringCriteria
+
+        for string in stop:
+            if string not in self._stop_matchers:
+                try:
+                    self._stop_matchers[string] = StopStringCriteria(self.tokenizer, [string])
+                except ValueError:
+                    self._stop_matchers[string] = None
+        return [m for m in (self._stop_matchers[s] for s in stop) if m is not None]
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -160,8 +160,14 @@ def convert_gguf(gguf_path: Path, name: str) -> Path:
         del model.config.quantization_config
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+    except BaseException as exc:  # a full disk, ^C: leave no gigabyte of half a model
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise HarnessError(f"{folder}: cannot write the converted model ({exc})") from None
+        raise
     try:
         partial.rename(folder)
     except OSError:  # another process finished first: use its folder
@@ -218,13 +224,14 @@ def load_kogpt2(folder: Path) -> tuple[Any, Any]:
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
     bpe = SentencePieceBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    # Checked before the wrapper below, which would add a missing one as a new token.
+    missing = [t for t in KOGPT2_SPECIALS if bpe.token_to_id(t) is None]
+    if missing:
+        raise HarnessError(f"{folder}/vocab.json: lacks the special tokens {', '.join(missing)}")
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
         unk_token="<unk>",
     )
-    missing = [t for t in KOGPT2_SPECIALS if tokenizer.convert_tokens_to_ids(t) is None]
-    if missing:
-        raise HarnessError(f"{folder}/vocab.json: lacks the special tokens {', '.join(missing)}")
     try:
         state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle and zip errors have many types
@@ -274,7 +281,8 @@ def _gpt2_config_from_shapes(folder: Path, state: dict[str, Any]) -> Any:
             f"{folder}: width {width} is not a multiple of 64; add a config.json with n_head"
         )
     return GPT2Config(
-        vocab_size=vocab, n_embd=width, n_positions=positions, n_layer=layers, n_head=width // 64
+        vocab_size=vocab, n_embd=width, n_positions=positions, n_layer=layers, n_head=width // 64,
+        bos_token_id=None, eos_token_id=None,  # GPT-2's 50256 would be out of range: set later
     )
 
 

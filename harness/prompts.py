@@ -35,12 +35,13 @@ class Prompt:
 class Templates:
     """The task's templates, compiled once and checked against the data's columns."""
 
-    def __init__(self, task: LoadedTask) -> None:
+    def __init__(self, task: LoadedTask, shots: list[int] | None = None) -> None:
         spec = task.spec
         self.task = task
+        shots = shots if shots is not None else spec.shots  # --shots may ask for examples
         sources = {
             "prompt.instruction": spec.prompt.instruction,
-            "prompt.example": spec.prompt.example if max(spec.shots) > 0 else None,
+            "prompt.example": spec.prompt.example if max(shots) > 0 else None,
             "prompt.query": spec.prompt.query,
             "target": spec.target,
             "aliases": spec.aliases,
@@ -101,8 +102,8 @@ class Templates:
 def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prompt]:
     """Render every item at every shot count, examples drawn as ``draw_examples`` says."""
     spec = task.spec
-    templates = Templates(task)
     shot_counts = shots if shots is not None else spec.shots
+    templates = Templates(task, shot_counts)
     pool = task.pool if task.pool is not None else task.items
     _check_shots(task, shot_counts, pool)
     _check_labels(task, templates)
@@ -110,6 +111,11 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
     prompts = []
     for index, item in enumerate(task.items):
         order = draw_examples(task, index, item, pool)
+        if len(order) < max(shot_counts):  # the pool holds copies of this item
+            raise HarnessError(
+                f"{task.path}: data item {index + 1} has copies among the examples, which "
+                f"leaves {len(order)} others; shots asks for {max(shot_counts)}"
+            )
         query = templates.render("prompt.query", item)
         references = templates.references(item)
         for k in shot_counts:

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator,
+)
 
 from .data import Item, check_items, read_table
 from .errors import HarnessError
 
 Kind = Literal["classification", "qa", "translation", "generation"]
+
+
+def _path_or_items(value: Any, handler: Any) -> Any:
+    # Without this, a value that is neither reports one error per member of the union.
+    try:
+        return handler(value)
+    except ValidationError:
+        raise ValueError(
+            "expected a CSV, TSV or JSONL path, or a list of mappings (column: value)"
+        ) from None
+
+
+Source = Annotated[str | list[dict[str, Any]], WrapValidator(_path_or_items)]
 
 
 class _Strict(BaseModel):
@@ -51,10 +67,10 @@ class Task(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=80)
     description: str = ""
     kind: Kind
-    data: str | list[dict[str, Any]] = Field(
+    data: Source = Field(
         description="CSV, TSV or JSONL path relative to the YAML, or an inline list"
     )
-    fewshot: str | list[dict[str, Any]] | None = Field(
+    fewshot: Source | None = Field(
         None, description="pool that examples are drawn from"
     )
     shots: list[int] = Field(default_factory=lambda: [0], min_length=1)
@@ -138,6 +154,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # most often Jinja left unquoted: {{ text }}
+                raise yaml.constructor.ConstructorError(
+                    None, None, 'a mapping or list used as a key; put Jinja templates in '
+                    'quotes, e.g. query: "{{ text }}"', key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark

@@ -1,0 +1,292 @@
+"""Tests for harness.generate: batched generation with the tiny real models, on CPU.
+
+The models are random, so no test knows what they will say; each one compares two
+behaviours that must agree (a batch and one prompt at a time, with and without a stop
+string, the same seed twice, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+
+from harness.decoding import PRESETS, Setting
+from harness.generate import HFBackend, Options, cut_at_stop
+
+PROMPTS = [
+    "오늘은 하늘이",
+    "내일 면접인데 실수할까 봐 잠이 안 와요.\n감정:",
+    "한국의 수도는",
+    "고양이가 창가에서 햇볕을 쬐며 잠을 잔다. 강아지가 공원에서",
+]
+GREEDY = Setting("greedy", {})
+
+
+@pytest.fixture(params=["hf", "kogpt2"])
+def loaded(request, hf_loaded, kogpt2_loaded):
+    return hf_loaded if request.param == "hf" else kogpt2_loaded
+
+
+def greedy_ids(loaded, prompt: str, max_new_tokens: int) -> list[int]:
+    """The generated token ids, straight from transformers (no harness in between)."""
+    import torch
+
+    inputs = loaded.tokenizer([prompt], return_tensors="pt")
+    with torch.inference_mode():
+        out = loaded.model.generate(
+            **inputs, do_sample=False, max_new_tokens=max_new_tokens,
+            pad_token_id=loaded.tokenizer.pad_token_id,
+        )
+    return out[0, inputs["input_ids"].shape[1]:].tolist()
+
+
+# ---------------------------------------------------------------- cut_at_stop
+
+
+def test_cut_at_stop_cuts_at_the_earliest_of_several_stop_strings() -> None:
+    assert cut_at_stop("기쁨\n슬픔. 분노", ("。", ".", "\n")) == ("기쁨", True)
+    assert cut_at_stop("기쁨 슬픔", ("\n",)) == ("기쁨 슬픔", False)
+    assert cut_at_stop("기쁨", ()) == ("기쁨", False)
+
+
+# ---------------------------------------------------------------- batching
+
+
+@pytest.mark.parametrize("preset", ["greedy", "beam_5_sequences"])
+def test_a_left_padded_batch_gives_the_same_outputs_as_one_prompt_at_a_time(
+    loaded, preset: str
+) -> None:
+    backend = HFBackend(loaded)
+    setting = Setting(preset, PRESETS[preset])
+    lengths = backend.count_tokens(PROMPTS)
+    assert len(set(lengths)) == len(PROMPTS)  # every row of the batch is padded differently
+    options = Options(max_new_tokens=10)
+
+    batched = backend.generate(PROMPTS, setting, None, options)
+    alone = [backend.generate([p], setting, None, options)[0] for p in PROMPTS]
+
+    assert [[g.raw for g in rows] for rows in batched] == [[g.raw for g in rows] for rows in alone]
+    assert all(len(rows) == setting.sequences and rows[0].raw for rows in batched)
+    for rows, single in zip(batched, alone):
+        for g, h in zip(rows, single):
+            assert g.mean_logprob == pytest.approx(h.mean_logprob, abs=1e-4)
+
+
+def test_greedy_output_is_what_transformers_generates(loaded) -> None:
+    backend = HFBackend(loaded)
+    generation = backend.generate([PROMPTS[0]], GREEDY, None, Options(max_new_tokens=8))[0][0]
+    ids = greedy_ids(loaded, PROMPTS[0], 8)
+    assert generation.raw == loaded.tokenizer.decode(ids, skip_special_tokens=True)
+    assert generation.n_tokens == 8
+    assert generation.stop_reason == "length"
+    assert generation.text == generation.raw
+
+
+# ---------------------------------------------------------------- stop strings
+
+
+def _two_token_stop(loaded, prompt: str, n: int) -> tuple[str, int]:
+    """A 2-character string that the greedy answer first shows across a token boundary.
+
+    Returns the string and the number of tokens after which it is complete.
+    """
+    ids = greedy_ids(loaded, prompt, n)
+    decode = lambda k: loaded.tokenizer.decode(ids[:k], skip_special_tokens=True)  # noqa: E731
+    for k in range(2, n):
+        before, after = decode(k - 1), decode(k)
+        if not after.startswith(before) or len(after) == len(before):
+            continue
+        stop = before[-1:] + after[len(before)]
+        if stop.strip() == stop and len(stop) == 2 and stop not in before:
+            return stop, k
+    raise AssertionError("no answer with a stop string across two tokens")  # pick other prompts
+
+
+@pytest.mark.parametrize("prompt", PROMPTS[:2])
+def test_a_stop_string_spanning_two_tokens_cuts_the_answer_at_its_first_occurrence(
+    hf_loaded, prompt: str
+) -> None:
+    backend = HFBackend(hf_loaded)
+    stop, k = _two_token_stop(hf_loaded, prompt, 12)
+    # The tokenizer splits it: no single token holds the stop string.
+    assert len(hf_loaded.tokenizer(stop, add_special_tokens=False)["input_ids"]) >= 2
+    free = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=12))[0][0]
+    cut = backend.generate([prompt], GREEDY, None, Options(12, stop=(stop,)))[0][0]
+
+    assert free.raw.find(stop) >= 0
+    assert cut.text == free.raw[: free.raw.find(stop)]
+    assert stop not in cut.text
+    assert cut.stop_reason == "stop"
+    assert cut.n_tokens == k  # up to and including the token that completed the stop string
+    # Generation itself ended there, rather than running on to max_new_tokens.
+    prefix = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=k))[0][0]
+    assert cut.raw == prefix.raw
+
+
+def test_stop_strings_cut_each_row_of_a_batch_on_its_own(hf_loaded) -> None:
+    backend = HFBackend(hf_loaded)
+    stop, _ = _two_token_stop(hf_loaded, PROMPTS[0], 12)
+    free = backend.generate(PROMPTS, GREEDY, None, Options(max_new_tokens=12))
+    cut = backend.generate(PROMPTS, GREEDY, None, Options(12, stop=(stop,)))
+    for free_rows, cut_rows in zip(free, cut):
+        expected, stopped = cut_at_stop(free_rows[0].raw, (stop,))
+        assert cut_rows[0].text == expected
+        assert cut_rows[0].stop_reason == ("stop" if stopped else "length")
+    assert cut[0][0].stop_reason == "stop"
+
+
+def test_a_stop_string_the_vocabulary_cannot_spell_changes_nothing(hf_loaded) -> None:
+    backend = HFBackend(hf_loaded)
+    unk = hf_loaded.tokenizer.unk_token_id
+    assert unk in hf_loaded.tokenizer("\n§", add_special_tokens=False)["input_ids"]
+    free = backend.generate(PROMPTS, GREEDY, None, Options(max_new_tokens=6))
+    stopped = backend.generate(PROMPTS, GREEDY, None, Options(6, stop=("\n", "§")))
+    assert [r[0] for r in stopped] == [r[0] for r in free]
+    beam = Setting("beam", PRESETS["beam"])
+    assert backend.generate(PROMPTS[:1], beam, None, Options(6, stop=("\n",)))[0][0].raw
+
+
+def test_eos_ends_the_answer_and_is_counted_but_not_shown(hf_loaded) -> None:
+    import torch
+
+    prompt = PROMPTS[2]
+    ids = greedy_ids(hf_loaded, prompt, 10)
+    assert ids[2] not in ids[:2]
+    # A copy of the model whose eos embedding is a little longer than that of the 3rd
+    # greedy token: only the eos logit changes, and at the 3rd step eos outbids that token.
+    model = copy.deepcopy(hf_loaded.model)
+    eos = hf_loaded.tokenizer.eos_token_id
+    with torch.no_grad():
+        model.transformer.wte.weight[eos] = 1.05 * model.transformer.wte.weight[ids[2]]
+    backend = HFBackend(dataclasses.replace(hf_loaded, model=model))
+
+    generation = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=10))[0][0]
+
+    assert generation.stop_reason == "eos"
+    assert generation.n_tokens == 3  # two tokens, then eos
+    assert generation.raw == hf_loaded.tokenizer.decode(ids[:2], skip_special_tokens=True)
+    assert generation.raw and generation.text == generation.raw
+    assert "</s>" not in generation.raw
+
+
+def test_a_setting_may_set_its_own_max_new_tokens(hf_loaded) -> None:
+    backend = HFBackend(hf_loaded)
+    short = Setting("short", {"max_new_tokens": 3})
+    generation = backend.generate([PROMPTS[0]], short, None, Options(max_new_tokens=12))[0][0]
+    assert generation.n_tokens == 3
+    assert generation.stop_reason == "length"
+
+
+# ---------------------------------------------------------------- bad words
+
+
+def test_a_banned_word_that_greedy_produces_is_not_produced_with_the_ban(loaded) -> None:
+    tokenizer = loaded.tokenizer
+    backend = HFBackend(loaded)
+    prompt, word = None, None
+    for candidate in PROMPTS:
+        for token_id in greedy_ids(loaded, candidate, 10):
+            piece = tokenizer.convert_ids_to_tokens(token_id)
+            # a whole word, which the tokenizer writes the same way on its own
+            if piece.startswith("▁") and len(piece) >= 2:
+                if tokenizer(piece[1:], add_special_tokens=False)["input_ids"] == [token_id]:
+                    prompt, word = candidate, piece[1:]
+                    break
+        if word:
+            break
+    assert word, "no whole-word token in the greedy answers; change PROMPTS"
+
+    free = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=10))[0][0]
+    banned = backend.generate([prompt], GREEDY, None, Options(10, bad_words=(word,)))[0][0]
+
+    assert word in free.raw
+    assert word not in banned.raw
+    assert banned.n_tokens == 10
+
+
+def test_a_banned_special_token_is_banned_by_its_id(hf_loaded) -> None:
+    backend = HFBackend(hf_loaded)
+    tokenizer = hf_loaded.tokenizer
+    assert backend._bad_words_ids(("<unk>", "</s>")) == [
+        [tokenizer.unk_token_id], [tokenizer.eos_token_id]
+    ]
+
+
+def test_batch_rows_count_beams_and_returned_sequences(hf_loaded) -> None:
+    backend = HFBackend(hf_loaded, rows=12)
+    assert backend.batch_rows(GREEDY) == 12
+    assert backend.batch_rows(Setting("beam", PRESETS["beam"])) == 2
+    assert backend.batch_rows(Setting("top_k_top_p_3", PRESETS["top_k_top_p_3"])) == 4
+    assert HFBackend(hf_loaded, rows=3).batch_rows(Setting("beam", PRESETS["beam"])) == 1
+
+
+# ---------------------------------------------------------------- sampling
+
+
+def test_sampling_with_num_return_sequences_returns_that_many_per_prompt(loaded) -> None:
+    backend = HFBackend(loaded)
+    setting = Setting("top_k_top_p_3", PRESETS["top_k_top_p_3"])
+    out = backend.generate(PROMPTS[:2], setting, 42, Options(max_new_tokens=6))
+    assert [len(rows) for rows in out] == [3, 3]
+    assert all(g.n_tokens >= 1 and g.mean_logprob <= 0 for rows in out for g in rows)
+
+
+def test_the_same_seed_gives_the_same_samples_and_another_seed_others(loaded) -> None:
+    backend = HFBackend(loaded)
+    setting = Setting("sample", PRESETS["sample"])
+    options = Options(max_new_tokens=8)
+
+    def texts(seed: int) -> list[str]:
+        return [g.raw for rows in backend.generate(PROMPTS, setting, seed, options) for g in rows]
+
+    first = texts(1)
+    assert texts(1) == first
+    other = texts(2)
+    assert other != first
+    assert sum(a != b for a, b in zip(first, other)) >= 2  # not one unlucky prompt
+
+
+def test_sampling_differs_from_greedy(hf_loaded) -> None:
+    backend = HFBackend(hf_loaded)
+    options = Options(max_new_tokens=8)
+    greedy = [r[0].raw for r in backend.generate(PROMPTS, GREEDY, None, options)]
+    sampled = [r[0].raw for r in backend.generate(PROMPTS, Setting("s", PRESETS["sample"]), 3,
+                                                   options)]
+    assert greedy != sampled
+
+
+# ---------------------------------------------------------------- log-probabilities
+
+
+def test_greedy_mean_logprob_matches_a_teacher_forced_pass(loaded) -> None:
+    import torch
+
+    backend = HFBackend(loaded)
+    tokenizer = loaded.tokenizer
+    out = backend.generate(PROMPTS, GREEDY, None, Options(max_new_tokens=6))
+
+    inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        sequences = loaded.model.generate(
+            **inputs, do_sample=False, max_new_tokens=6, pad_token_id=tokenizer.pad_token_id
+        )
+    prompt_len = inputs["input_ids"].shape[1]
+    scored = backend._score(inputs["attention_mask"], sequences, prompt_len)
+
+    for row, rows in enumerate(out):
+        generation = rows[0]
+        assert generation.mean_logprob <= 0
+        expected = float(scored[row, : generation.n_tokens].mean())
+        assert generation.mean_logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_beam_search_returns_its_sequences_with_log_probabilities(loaded) -> None:
+    backend = HFBackend(loaded)
+    setting = Setting("beam_5_sequences", PRESETS["beam_5_sequences"])
+    out = backend.generate(PROMPTS[:2], setting, None, Options(max_new_tokens=6))
+    assert [len(rows) for rows in out] == [5, 5]
+    for rows in out:
+        assert all(g.mean_logprob is not None and g.mean_logprob <= 0 for g in rows)
+        assert len({g.raw for g in rows}) > 1  # five beams, not one answer five times
