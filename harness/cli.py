@@ -49,6 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("tasks", type=Path, nargs="+")
     validate.set_defaults(command=cmd_validate)
 
+    bench = sub.add_parser(
+        "bench", help="time the runner against the lessons' one-call-per-prompt loop"
+    )
+    bench.add_argument("--task", default=str(TASKS_DIR / "emotion.yaml"), help="task file")
+    bench.add_argument("--model", default="default")
+    bench.add_argument("--presets", type=_str_list, default=["greedy", "beam", "top_p"])
+    bench.add_argument("--shots", type=_int_list, default=[0, 1, 3])
+    bench.add_argument("--sample", type=int, default=16, help="prompts the loop is timed on, per setting")
+    bench.add_argument("--tokens", type=int, default=32, help="new tokens per output")
+    bench.add_argument("--limit", type=int, metavar="N", help="only the first N items")
+    bench.add_argument("--device", default="auto")
+    bench.add_argument("--quick", action="store_true", help="greedy only, 8 items, 0/1 shots, 16 tokens")
+    bench.add_argument("--json", action="store_true", help="also print the figures as JSON, last line")
+    bench.set_defaults(command=cmd_bench)
+
     listing = sub.add_parser("list", help="list the shipped tasks and the presets")
     listing.set_defaults(command=cmd_list)
     return parser
@@ -77,6 +92,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     columns = report.metric_columns(plan.task.spec.kind, plan.task.spec.metrics)[:4]
     print(_table(summary, columns))
     print(f"report: {run_dir / 'index.html'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench import format_table, run_bench
+
+    if args.quick:
+        args.presets, args.shots, args.limit, args.tokens, args.sample = ["greedy"], [0, 1], 8, 16, 8
+    figures = run_bench(
+        args.task, args.model, args.presets, args.shots, args.sample, args.tokens,
+        args.limit, args.device,
+    )
+    print(format_table(figures))
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False))
     return 0
 
 

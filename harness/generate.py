@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from .decoding import Setting
 from .models import LoadedModel
+from .speedups import FAST_SAMPLING_ARGS, Sampler, blocked_projection, fast_sampling_applies
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class HFBackend:
         # Rows (prompts x beams or returned sequences) generated at once. On this CPU the
         # output projection dominates and its cost per row falls up to ~64 rows.
         self.rows = rows or (256 if on_cuda else 64)
+        head = self.model.get_output_embeddings()
+        if not on_cuda and head is not None and head.weight.shape[0] >= 16384:
+            blocked_projection(head)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._stop_matchers: dict[str, Any] = {}
@@ -77,13 +81,22 @@ class HFBackend:
 
         tok = self.tokenizer
         inputs = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        # a setting's own max_new_tokens wins over the task's
+        args = {"max_new_tokens": options.max_new_tokens, **setting.args}
+        processors: list[Any] = []
+        repeat = 1
+        if fast_sampling_applies(args):
+            # Sampling runs in our processor; transformers then decodes greedily, on
+            # prompts that we repeat once per returned sequence.
+            processors.append(Sampler(args))
+            repeat = setting.sequences
+            args = {k: v for k, v in args.items() if k not in FAST_SAMPLING_ARGS}
         config = GenerationConfig(
             pad_token_id=tok.pad_token_id,
             eos_token_id=self.model.generation_config.eos_token_id,
             bos_token_id=self.model.generation_config.bos_token_id,
             return_dict_in_generate=True,
-            # a setting's own max_new_tokens wins over the task's
-            **{"max_new_tokens": options.max_new_tokens, **setting.args},
+            **args,
         )
         extra: dict[str, Any] = {}
         matchers = self._stop_strings(options.stop)
@@ -92,10 +105,14 @@ class HFBackend:
         if options.bad_words:
             config.bad_words_ids = self._bad_words_ids(options.bad_words)
         if setting.rows_per_prompt > 1 and inputs["input_ids"].shape[1] > 1:
-            extra["past_key_values"] = self._shared_prefill(inputs, setting.rows_per_prompt)
+            extra["cache"] = self._shared_prefill(inputs, setting.rows_per_prompt)
+        if repeat > 1:
+            inputs = {k: v.repeat_interleave(repeat, dim=0) for k, v in inputs.items()}
         recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
         if recorder:
-            extra["logits_processor"] = [recorder]
+            processors.insert(0, recorder)
+        if processors:
+            extra["logits_processor"] = processors
         if seed is not None:
             torch.manual_seed(seed)
         try:

@@ -77,7 +77,7 @@ def load_model(spec: str, device: str | None = None) -> LoadedModel:
     else:
         model, tokenizer = _load_folder(folder, device)
         fingerprint = fingerprint_files(folder)
-    _prepare_tokenizer(tokenizer, model)
+    _prepare_for_generation(tokenizer, model)
     import torch
 
     if model.device.type != torch.device(device).type:
@@ -286,12 +286,22 @@ def _gpt2_config_from_shapes(folder: Path, state: dict[str, Any]) -> Any:
     )
 
 
-def _prepare_tokenizer(tokenizer: Any, model: Any) -> None:
+def _prepare_for_generation(tokenizer: Any, model: Any) -> None:
     tokenizer.padding_side = "left"  # generation continues from the right edge
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if model.generation_config.pad_token_id is None:
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    # A model's generation_config.json may ask for sampling (Gemma's asks for top-k 64,
+    # top-p 0.95), and transformers fills every argument a setting leaves unset from it:
+    # "greedy" would sample. Only the special token ids are kept, so a setting means
+    # what it says on any model, with transformers' documented defaults for the rest.
+    from transformers import GenerationConfig
+
+    own = model.generation_config
+    model.generation_config = GenerationConfig(
+        bos_token_id=own.bos_token_id,
+        eos_token_id=own.eos_token_id,
+        pad_token_id=own.pad_token_id if own.pad_token_id is not None else tokenizer.pad_token_id,
+    )
 
 
 def _half_dtype() -> Any:
