@@ -11,6 +11,7 @@ from . import __version__
 from .errors import HarnessError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+LATEST = Path("<latest>")  # --resume with no folder named
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_int_list, metavar="S", help="seed(s) for sampled settings")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
+    run.add_argument(
+        "--resume", nargs="?", type=Path, const=LATEST, metavar="RUN_DIR",
+        help="finish an interrupted run (default: the newest run of this task under --out)",
+    )
+    run.add_argument("--no-cache", action="store_true", help="neither read nor fill the result cache")
     run.set_defaults(command=cmd_run)
 
     validate = sub.add_parser("validate", help="check task files without loading a model")
@@ -64,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="also print the figures as JSON, last line")
     bench.set_defaults(command=cmd_bench)
 
+    _add_finetune(sub)
+
     listing = sub.add_parser("list", help="list the shipped tasks and the presets")
     listing.set_defaults(command=cmd_list)
     return parser
@@ -71,8 +79,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline, report
+    from .cache import ResultCache
     from .generate import HFBackend
-    from .models import load_model
+    from .models import cache_root, load_model
 
     overrides = pipeline.Overrides(
         shots=args.shots, presets=args.presets, seeds=args.seed, limit=args.limit,
@@ -80,14 +89,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     plan = pipeline.prepare(args.task, overrides)
     print(plan.describe(), file=sys.stderr)
-    run_dir = pipeline.new_run_dir(args.out, plan.task.spec.name)
+    done: list = []
+    if args.resume:
+        run_dir = args.resume
+        if run_dir == LATEST:
+            run_dir = pipeline.latest_run(args.out, plan.task.spec.name)
+        done = pipeline.finished_records(run_dir, plan)
+        print(f"resuming {run_dir}: {len(done)} of {plan.n_outputs} outputs done", file=sys.stderr)
+    else:
+        pipeline.check_writable(args.out)
     loaded = load_model(plan.model, args.device)
     print(
         f"model {loaded.name} on {loaded.device} ({loaded.dtype}), ready in {loaded.load_s:.1f} s",
         file=sys.stderr,
     )
-    backend = HFBackend(loaded)
-    records = pipeline.execute(plan, backend, loaded.describe(), run_dir, loaded.load_s)
+    if args.resume:
+        pipeline.check_same_model(run_dir, loaded.fingerprint)
+    else:
+        run_dir = pipeline.new_run_dir(args.out, plan.task.spec.name)
+    cache = None if args.no_cache else ResultCache(cache_root() / "results.sqlite")
+    try:
+        records = pipeline.execute(
+            plan, HFBackend(loaded), loaded.describe(), run_dir, loaded.load_s, cache, done
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\nharness: interrupted; finished outputs are kept in {run_dir}\n"
+            f"resume with: harness run {args.task} --resume {run_dir}",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        if cache:
+            cache.close()
     summary = report.summarize(plan.task.spec.kind, records)
     columns = report.metric_columns(plan.task.spec.kind, plan.task.spec.metrics)[:4]
     print(_table(summary, columns))
@@ -109,6 +143,47 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(format_table(figures))
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
+    return 0
+
+
+def _add_finetune(sub: argparse._SubParsersAction) -> None:
+    tune = sub.add_parser(
+        "finetune", help="fine-tune a model on question/answer pairs (the lessons' chit-chat)"
+    )
+    tune.add_argument("--model", default="default", help="default, a model folder, a .gguf file or a hub id")
+    tune.add_argument("--data", type=Path, required=True, help="CSV, TSV or JSONL of pairs")
+    tune.add_argument("--out", type=Path, required=True, help="the folder to write the tuned model to")
+    tune.add_argument("--question-column", default="Q", metavar="NAME", help="default Q")
+    tune.add_argument("--answer-column", default="A", metavar="NAME", help="default A")
+    tune.add_argument("--epochs", type=int, default=3, help="default 3")
+    tune.add_argument("--lr", type=float, default=1e-4, help="AdamW's learning rate; default 1e-4")
+    tune.add_argument("--batch-size", type=int, default=4, help="default 4")
+    tune.add_argument("--max-length", type=int, default=128, help="tokens per pair; default 128")
+    tune.add_argument("--seed", type=int, default=42, help="for the split, the order and the weights")
+    tune.add_argument("--val-share", type=float, default=0.1, help="pairs held out; default 0.1")
+    tune.add_argument("--answer-only", action="store_true", help="leave the question out of the loss")
+    tune.add_argument("--query-template", metavar="JINJA", help="question, bos, eos; default "
+                      "'{{ bos }}{{ question }}{{ eos }}{{ bos }}'")
+    tune.add_argument("--answer-template", metavar="JINJA", help="answer, bos, eos; default "
+                      "'{{ answer }}{{ eos }}'")
+    tune.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    tune.add_argument("--force", action="store_true", help="replace --out if it exists")
+    tune.set_defaults(command=cmd_finetune)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from . import finetune
+
+    defaults = {"query_template": finetune.DEFAULT_QUERY, "answer_template": finetune.DEFAULT_ANSWER}
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    options |= {k: options[k] or v for k, v in defaults.items()}
+    result = finetune.finetune(finetune.Config(**options))
+    losses = result.record["losses"]
+    val = losses["validation"]
+    shown = f"; validation loss {val[0]:.4f} -> {val[-1]:.4f}" if val[0] is not None else ""
+    print(f"saved {result.out} (train loss {losses['train'][-1]:.4f}{shown})")
+    print(f"chart: {result.out / 'loss.svg'}")
+    print(f"its prompts: prompt.query: {result.record['format']['task_query']!r}")
     return 0
 
 

@@ -6,6 +6,9 @@ before a model loads); ``execute`` loads the model, generates and writes the run
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import platform
 import sys
 import time
@@ -15,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, report, runner
+from .cache import ResultCache
 from .decoding import Setting, expand
 from .errors import HarnessError
 from .generate import Backend, Options
@@ -100,6 +104,25 @@ def new_run_dir(out: Path, name: str) -> Path:
     raise HarnessError(f"--out {out}: too many runs of {name} in one second")
 
 
+def check_writable(out: Path) -> None:
+    """Fail before any model loads when the reports folder cannot be written."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise HarnessError(f"--out {out}: cannot write the report there ({exc.strerror})") from None
+
+
+def check_same_model(run_dir: Path, fingerprint: str) -> None:
+    earlier = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    if earlier.get("model", {}).get("fingerprint") != fingerprint:
+        raise HarnessError(
+            f"--resume {run_dir}: that run used another model; run without --resume"
+        )
+
+
 def run_metadata(plan: Plan, model_info: dict[str, Any], timings: dict[str, float]) -> dict:
     """Everything needed to understand, repeat and re-render the run."""
     import torch
@@ -129,23 +152,101 @@ def run_metadata(plan: Plan, model_info: dict[str, Any], timings: dict[str, floa
         "command": sys.argv,
         "timings": timings,
         "n_outputs": plan.n_outputs,
+        "plan_id": plan_id(plan),
     }
 
 
-def execute(plan: Plan, backend: Backend, model_info: dict[str, Any], run_dir: Path,
-            load_s: float = 0.0) -> list[runner.Record]:
-    """Generate every output into run_dir, then write run.json and the reports."""
+def plan_id(plan: Plan) -> str:
+    """A digest of everything that decides a run's requests (not the model)."""
+    content = {
+        "task": plan.task.spec.model_dump(mode="json"),
+        "prompts": [[p.item, p.shots, p.text] for p in plan.prompts],
+        "settings": [[s.name, s.args] for s in plan.settings],
+        "seeds": plan.seeds,
+        "options": [plan.options.max_new_tokens, plan.options.stop, plan.options.bad_words],
+    }
+    text = json.dumps(content, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def latest_run(out: Path, name: str) -> Path:
+    """The newest run folder of task ``name`` under ``out`` (for a bare --resume)."""
+    runs = sorted(
+        (p for p in out.glob(f"{name}-*") if (p / "run.json").exists()),
+        key=lambda p: (p / "run.json").stat().st_mtime,
+    )
+    if not runs:
+        raise HarnessError(f"--resume: no earlier run of {name} under {out}")
+    return runs[-1]
+
+
+def finished_records(run_dir: Path, plan: Plan) -> list[runner.Record]:
+    """The outputs a run folder already holds, checked against the plan.
+
+    A request counts as done only when all its returned sequences are there; partial
+    ones (and a line cut short by a crash) are dropped, and samples.jsonl is rewritten
+    with what is kept, so that resuming never duplicates a row.
+    """
+    try:
+        earlier = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise HarnessError(f"--resume {run_dir}: not a run folder (no readable run.json)") from None
+    if earlier.get("plan_id") != plan_id(plan):
+        raise HarnessError(
+            f"--resume {run_dir}: that run had another task file, data or options; "
+            "run without --resume to start afresh"
+        )
+    path = run_dir / "samples.jsonl"
+    records = runner.load_records(path) if path.exists() else []
+    expected = {runner.request_id(r): r.setting.sequences for r in plan.requests}
+    counts: dict[tuple, int] = {}
+    for record in records:
+        counts[runner.request_id(record)] = counts.get(runner.request_id(record), 0) + 1
+    kept = [r for r in records if counts[runner.request_id(r)] == expected.get(runner.request_id(r))]
+    scratch = path.with_suffix(".jsonl.tmp")
+    with scratch.open("w", encoding="utf-8") as handle:
+        for record in kept:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    scratch.replace(path)
+    return kept
+
+
+def execute(
+    plan: Plan,
+    backend: Backend,
+    model_info: dict[str, Any],
+    run_dir: Path,
+    load_s: float = 0.0,
+    cache: ResultCache | None = None,
+    done: list[runner.Record] | None = None,
+) -> list[runner.Record]:
+    """Generate every output not in ``done`` into run_dir, then write the reports.
+
+    run.json is written first, so an interrupted run can be resumed; outputs are
+    appended to samples.jsonl as they finish.
+    """
     from tqdm import tqdm
 
+    done = done or []
+    finished = {runner.request_id(r) for r in done}
+    pending = [r for r in plan.requests if runner.request_id(r) not in finished]
     started = time.perf_counter()
+    report.save_run_json(run_dir, run_metadata(plan, model_info, {"load_s": round(load_s, 2)}))
     with (
-        (run_dir / "samples.jsonl").open("w", encoding="utf-8") as samples,
-        tqdm(total=plan.n_outputs, unit="out", desc=plan.task.spec.name, dynamic_ncols=True) as bar,
+        (run_dir / "samples.jsonl").open("a", encoding="utf-8") as samples,
+        tqdm(total=plan.n_outputs, initial=len(done), unit="out", desc=plan.task.spec.name,
+             dynamic_ncols=True) as bar,
     ):
-        records = runner.run(
-            plan.task.spec, plan.requests, backend, plan.options, samples, bar.update
+        new = runner.run(
+            plan.task.spec, pending, backend, plan.options, samples, bar.update, cache,
+            model_info.get("fingerprint", ""),
         )
-    timings = {"load_s": round(load_s, 2), "generate_s": round(time.perf_counter() - started, 2)}
+    records = sorted(done + new, key=runner.record_order(plan.requests))
+    timings = {
+        "load_s": round(load_s, 2),
+        "generate_s": round(time.perf_counter() - started, 2),
+        "resumed_outputs": len(done),
+    }
     run = run_metadata(plan, model_info, timings)
     report.save_run_json(run_dir, run)
     report.write_all(run_dir, run, records)

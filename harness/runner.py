@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from . import metrics
 from .decoding import Setting
+from .cache import ResultCache, request_key
 from .generate import Backend, Generation, Options
 from .prompts import Prompt
 from .tasks import Task
@@ -49,26 +50,62 @@ def run(
     options: Options,
     samples: TextIO | None = None,
     on_progress: Callable[[int], None] | None = None,
+    cache: ResultCache | None = None,
+    fingerprint: str = "",
 ) -> list[Record]:
-    """Generate every request and return the records, in a stable order."""
-    records = []
+    """Generate every request and return the records, in a stable order.
+
+    With a cache, requests it holds are answered from it and new outputs are stored in
+    it; ``fingerprint`` (the model's) is part of every key.
+    """
+    records: list[Record] = []
+    order = record_order(requests)
+
+    def emit(batch: list[Request], outputs: list[list[Generation]]) -> None:
+        for request, generations in zip(batch, outputs, strict=True):
+            for index, generation in enumerate(generations):
+                record = make_record(task, request, index, generation)
+                records.append(record)
+                if samples is not None:
+                    # one write per line, flushed per batch: a crash leaves whole lines
+                    samples.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if on_progress:
+                on_progress(len(generations))
+        if samples is not None:
+            samples.flush()
+
+    keys = {id(r): _key(r, options, fingerprint) for r in requests} if cache else {}
+    if cache:
+        found = cache.get(list(keys.values()))
+        hits = [r for r in requests if keys[id(r)] in found]
+        if hits:
+            emit(hits, [found[keys[id(r)]] for r in hits])
+        requests = [r for r in requests if keys[id(r)] not in found]
     for group in _groups(requests):
         for batch in _batches(group, backend):
             first = batch[0]
             outputs = backend.generate(
                 [r.prompt.text for r in batch], first.setting, first.seed, options
             )
-            for request, generations in zip(batch, outputs, strict=True):
-                for index, generation in enumerate(generations):
-                    record = make_record(task, request, index, generation)
-                    records.append(record)
-                    if samples is not None:
-                        samples.write(json.dumps(record, ensure_ascii=False) + "\n")
-                if on_progress:
-                    on_progress(len(generations))
-            if samples is not None:
-                samples.flush()
-    return sorted(records, key=record_order(requests))
+            if cache:
+                cache.put([(keys[id(r)], out) for r, out in zip(batch, outputs, strict=True)])
+            emit(batch, outputs)
+    return sorted(records, key=order)
+
+
+def request_id(record_or_request: Record | Request) -> tuple[str, int | None, int, int]:
+    """What identifies a request within a run: setting, seed, item and shot count."""
+    if isinstance(record_or_request, Request):
+        r = record_or_request
+        return (r.setting.name, r.seed, r.prompt.item, r.prompt.shots)
+    rec = record_or_request
+    return (rec["setting"], rec["seed"], rec["item"], rec["shots"])
+
+
+def _key(request: Request, options: Options, fingerprint: str) -> str:
+    return request_key(
+        fingerprint, request.prompt.text, request.setting.args, options, request.seed
+    )
 
 
 def make_record(task: Task, request: Request, index: int, generation: Generation) -> Record:

@@ -80,40 +80,48 @@ class Sampler:
         self.top_p = top_p if top_p is not None and top_p < 1.0 else None
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        values, indices = self.candidates(scores.float())
+        chosen = _race(values)
+        if indices is not None:
+            chosen = indices.gather(1, chosen[:, None]).squeeze(1)
+        return _only(scores, chosen)
+
+    def candidates(self, scores: Any) -> tuple[Any, Any]:
+        """The warped logits of the tokens that may be drawn, with their token ids.
+
+        Tokens filtered out hold -inf. ``indices`` is None when ``values`` spans the
+        whole vocabulary.
+        """
         import torch
 
-        scores = scores.float()
         if self.temperature != 1.0:
             scores = scores / self.temperature
         if self.top_p is None:
             if not self.top_k:
-                return _only(scores, _race(scores))
-            values, indices = torch.topk(scores, min(self.top_k, scores.shape[-1]), dim=-1)
-            return _only(scores, indices.gather(1, _race(values)[:, None]).squeeze(1))
+                return scores, None
+            return torch.topk(scores, min(self.top_k, scores.shape[-1]), dim=-1)
         if self.top_k and self.top_k <= _TOP_P_CANDIDATES:
             values, indices = torch.topk(scores, self.top_k, dim=-1)
             probs = torch.softmax(values, dim=-1)  # top-k renormalised, as top-p sees it
         elif self.top_k:
-            return self._full(scores, input_ids)
+            return self._full(scores), None
         else:
-            values, indices = torch.topk(scores, _TOP_P_CANDIDATES, dim=-1)
+            values, indices = torch.topk(scores, min(_TOP_P_CANDIDATES, scores.shape[-1]), dim=-1)
             probs = torch.softmax(scores, dim=-1).gather(1, indices)
             if not bool((probs.sum(-1) >= self.top_p).all()):
-                return self._full(scores, input_ids)  # a nucleus wider than the candidates
+                return self._full(scores), None  # a nucleus wider than the candidates
         before = probs.cumsum(-1) - probs  # the mass ranked above each candidate
         keep = before < self.top_p  # transformers removes a token once that reaches top_p
         keep[:, 0] = True
-        values = values.masked_fill(~keep, float("-inf"))
-        return _only(scores, indices.gather(1, _race(values)[:, None]).squeeze(1))
+        return values.masked_fill(~keep, float("-inf")), indices
 
-    def _full(self, scores: Any, input_ids: Any) -> Any:
+    def _full(self, scores: Any) -> Any:
         """transformers' own filtering, for a nucleus wider than the candidates."""
         from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
         if self.top_k:
-            scores = TopKLogitsWarper(self.top_k)(input_ids, scores)
-        scores = TopPLogitsWarper(self.top_p)(input_ids, scores)
-        return _only(scores, _race(scores))
+            scores = TopKLogitsWarper(self.top_k)(None, scores)
+        return TopPLogitsWarper(self.top_p)(None, scores)
 
 
 def _only(scores: Any, chosen: Any) -> Any:

@@ -1,0 +1,111 @@
+"""The CPU speed-ups must not change what is computed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from harness.speedups import Sampler, blocked_projection, fast_sampling_applies
+
+
+def test_the_blocked_projection_equals_the_plain_one():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 5000, bias=False)
+    x = torch.randn(3, 7, 32)
+    with torch.no_grad():
+        expected = F.linear(x, linear.weight)
+        blocked_projection(linear)
+        got = linear(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-5)
+    # training is left to the plain path, so gradients flow as usual
+    loss = linear(x).sum()
+    loss.backward()
+    assert linear.weight.grad is not None
+
+
+def _hf_kept(args: dict, scores: torch.Tensor) -> torch.Tensor:
+    warpers = LogitsProcessorList()
+    if args.get("temperature", 1.0) != 1.0:
+        warpers.append(TemperatureLogitsWarper(args["temperature"]))
+    top_k = args.get("top_k", 50)
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k))
+    if args.get("top_p") is not None:
+        warpers.append(TopPLogitsWarper(args["top_p"]))
+    return torch.isfinite(warpers(None, scores.clone()))
+
+
+def _our_kept(args: dict, scores: torch.Tensor) -> torch.Tensor:
+    values, indices = Sampler(args).candidates(scores.clone())
+    if indices is None:
+        return torch.isfinite(values)
+    kept = torch.zeros_like(scores, dtype=torch.bool)
+    kept.scatter_(1, indices, torch.isfinite(values))
+    return kept
+
+
+SETTINGS = [
+    {"do_sample": True, "top_k": 0},
+    {"do_sample": True},  # transformers' default top-k of 50
+    {"do_sample": True, "top_k": 50},
+    {"do_sample": True, "top_k": 0, "top_p": 0.92},
+    {"do_sample": True, "top_k": 0, "top_p": 0.92, "temperature": 0.7},
+    {"do_sample": True, "top_k": 50, "top_p": 0.95},
+    {"do_sample": True, "top_k": 2000, "top_p": 0.5},
+]
+
+
+@pytest.mark.parametrize("args", SETTINGS)
+@pytest.mark.parametrize("spread", [0.5, 3.0, 8.0])  # flat to peaked distributions
+def test_the_sampler_keeps_exactly_the_tokens_transformers_keeps(args, spread):
+    torch.manual_seed(1)
+    scores = torch.randn(6, 20000) * spread
+    assert torch.equal(_our_kept(args, scores), _hf_kept(args, scores))
+
+
+def test_a_flat_nucleus_wider_than_the_candidates_falls_back():
+    scores = torch.zeros(2, 5000)  # every token equally likely: top-p 0.9 keeps 4,500
+    args = {"do_sample": True, "top_k": 0, "top_p": 0.9}
+    assert torch.equal(_our_kept(args, scores), _hf_kept(args, scores))
+
+
+def test_draws_follow_the_distribution():
+    torch.manual_seed(2)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(20000, 1)
+    out = Sampler({"do_sample": True, "top_k": 0})(None, logits)
+    chosen = out.argmax(-1)
+    assert torch.isinf(out).sum(-1).eq(3).all()  # only the drawn token stays possible
+    freq = torch.bincount(chosen, minlength=4).float() / len(chosen)
+    assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.015)
+
+
+def test_the_same_seed_draws_the_same_tokens():
+    scores = torch.randn(4, 3000)
+    sampler = Sampler({"do_sample": True, "top_k": 0, "top_p": 0.9})
+    torch.manual_seed(5)
+    first = sampler(None, scores).argmax(-1)
+    torch.manual_seed(5)
+    assert torch.equal(sampler(None, scores).argmax(-1), first)
+
+
+@pytest.mark.parametrize(
+    ("args", "applies"),
+    [
+        ({"do_sample": True, "top_p": 0.9}, True),
+        ({"do_sample": True, "num_return_sequences": 3}, True),
+        ({}, False),
+        ({"num_beams": 5}, False),
+        ({"do_sample": True, "num_beams": 3}, False),
+        ({"do_sample": True, "typical_p": 0.9}, False),
+    ],
+)
+def test_which_settings_the_fast_sampler_takes(args, applies):
+    assert fast_sampling_applies(args) is applies
