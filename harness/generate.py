@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from . import prefill
 from .decoding import Setting
 from .models import LoadedModel
 from .speedups import FAST_SAMPLING_ARGS, Sampler, blocked_projection, fast_sampling_applies
@@ -73,6 +74,12 @@ class HFBackend:
     def batch_rows(self, setting: Setting) -> int:
         return max(1, self.rows // setting.rows_per_prompt)
 
+    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[Any]]:
+        """Each label's log-probability after each prompt (``scoring: likelihood``)."""
+        from .likelihood import rank_labels
+
+        return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows)
+
     def generate(
         self, prompts: list[str], setting: Setting, seed: int | None, options: Options
     ) -> list[list[Generation]]:
@@ -80,7 +87,8 @@ class HFBackend:
         from transformers import GenerationConfig, StoppingCriteriaList
 
         tok = self.tokenizer
-        inputs = tok(prompts, return_tensors="pt", padding=True).to(self.model.device)
+        batch = prefill.lay_out(tok(prompts)["input_ids"], tok.pad_token_id, self.model.device)
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         # a setting's own max_new_tokens wins over the task's
         args = {"max_new_tokens": options.max_new_tokens, **setting.args}
         processors: list[Any] = []
@@ -104,8 +112,9 @@ class HFBackend:
             extra["stopping_criteria"] = StoppingCriteriaList(matchers)
         if options.bad_words:
             config.bad_words_ids = self._bad_words_ids(options.bad_words)
-        if setting.rows_per_prompt > 1 and inputs["input_ids"].shape[1] > 1:
-            extra["cache"] = self._shared_prefill(inputs, setting.rows_per_prompt)
+        cache = prefill.prefill(self.model, batch, setting.rows_per_prompt)
+        if cache is not None:
+            extra["cache"] = cache
         if repeat > 1:
             inputs = {k: v.repeat_interleave(repeat, dim=0) for k, v in inputs.items()}
         recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
@@ -130,27 +139,6 @@ class HFBackend:
         rows = [self._one(new[i], logprobs[i], options) for i in range(new.shape[0])]
         n = setting.sequences
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
-
-    def _shared_prefill(self, inputs: Any, rows: int) -> Any:
-        """The prompts' KV cache, computed once and repeated for each beam or sequence.
-
-        transformers repeats every prompt ``rows`` times before its first forward pass,
-        so beam search over few-shot prompts spent most of its time reading the same
-        prompt five times. All but the last prompt token go in here; ``generate`` then
-        runs only that token, on the repeated cache.
-        """
-        import torch
-
-        ids, mask = inputs["input_ids"][:, :-1], inputs["attention_mask"][:, :-1]
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            out = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1,
-            )
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(rows)
-        return cache
 
     def _one(self, ids: Any, logprobs: Any, options: Options) -> Generation:
         ids_list = ids.tolist()

@@ -184,7 +184,7 @@ def test_a_run_cut_short_resumes_to_the_same_report(write_task, tmp_path, kogpt2
     assert _canonical(_samples(cut)) == _canonical(_samples(whole))
     assert (cut / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
     run = json.loads((cut / "run.json").read_text(encoding="utf-8"))
-    assert run["timings"]["resumed_outputs"] == 6  # 4 greedy + nothing of the partial beam
+    assert run["timings"]["resumed_outputs"] == 8  # 8 greedy + nothing of the partial beam
 
 
 def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
@@ -239,7 +239,14 @@ def _count_generations(monkeypatch) -> list[int]:
     return counted
 
 
-def test_a_second_identical_run_generates_nothing(write_task, tmp_path, kogpt2_dir, monkeypatch):
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+
+
+def test_a_second_identical_run_generates_nothing(
+    write_task, tmp_path, kogpt2_dir, monkeypatch, empty_cache
+):
     path = write_task(**TASK)
     counted = _count_generations(monkeypatch)
     assert _run(path, tmp_path / "a", kogpt2_dir) == 0
@@ -255,7 +262,7 @@ def test_a_second_identical_run_generates_nothing(write_task, tmp_path, kogpt2_d
 
 
 def test_changing_one_part_of_the_key_regenerates_only_what_it_affects(
-    write_task, tmp_path, kogpt2_dir, monkeypatch
+    write_task, tmp_path, kogpt2_dir, monkeypatch, empty_cache
 ):
     counted = _count_generations(monkeypatch)
     assert _run(write_task(**TASK), tmp_path / "a", kogpt2_dir) == 0
