@@ -129,6 +129,9 @@ def check(setting: Setting, max_new_tokens: int) -> None:
         GenerationConfig(**args).validate(strict=True)
     except ValueError as exc:
         reason = " ".join(str(exc).replace("GenerationConfig is invalid:", "").split())
+        # transformers' advice about a model's generation_config.json does not apply: the
+        # harness never takes decoding arguments from the model.
+        reason = reason.split(" If you're using a pretrained model")[0].removeprefix("- ")
         raise HarnessError(f"decoding setting {setting.name!r}: {reason}") from None
 
 

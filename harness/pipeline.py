@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__, report, runner
+from . import __version__, likelihood, report, runner
 from .cache import ResultCache
 from .decoding import Setting, expand
 from .errors import HarnessError
@@ -49,15 +49,28 @@ class Plan:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def likelihood(self) -> bool:
+        """Whether labels are also ranked by log-probability (task ``scoring``)."""
+        return self.task.spec.scoring != "generate"
+
+    @property
     def n_outputs(self) -> int:
-        return runner.count_outputs(self.requests)
+        return runner.count_outputs(self.requests) + (len(self.prompts) if self.likelihood else 0)
 
     def describe(self) -> str:
         spec = self.task.spec
+        ranked = f" + labels ranked by likelihood ({len(self.prompts)} prompts)"
+        if spec.scoring == "likelihood":
+            return (
+                f"{spec.name}: {len({p.item for p in self.prompts})} items × shots "
+                f"{sorted({p.shots for p in self.prompts})}, scoring: likelihood (decoding "
+                f"settings not used) → {len(self.prompts)} prompts, {self.n_outputs} outputs"
+            )
         return (
             f"{spec.name}: {len({p.item for p in self.prompts})} items × shots "
             f"{sorted({p.shots for p in self.prompts})} × {len(self.settings)} settings "
             f"→ {len(self.requests)} prompts, {self.n_outputs} outputs"
+            + (ranked if self.likelihood else "")
         )
 
 
@@ -68,7 +81,10 @@ def prepare(task_path: str | Path, overrides: Overrides | None = None) -> Plan:
     if overrides.limit is not None:
         if overrides.limit < 1:
             raise HarnessError("--limit must be 1 or more")
-        task = task.model_copy(update={"items": task.items[: overrides.limit]})
+        # Without a few-shot file, examples come from the data: the whole of it, so that
+        # a limited run's prompts are those of a full run.
+        pool = task.pool if task.pool is not None else task.items
+        task = task.model_copy(update={"items": task.items[: overrides.limit], "pool": pool})
     spec = task.spec
     shots = overrides.shots if overrides.shots is not None else spec.shots
     if any(k < 0 for k in shots):
@@ -78,6 +94,13 @@ def prepare(task_path: str | Path, overrides: Overrides | None = None) -> Plan:
         settings = expand(spec.decoding, overrides.presets)
     except HarnessError as exc:
         raise HarnessError(f"{task.path}: {exc}") from None
+    if spec.scoring == "likelihood":
+        settings = []  # checked above all the same; only the labels' likelihood is scored
+    elif spec.scoring == "both" and likelihood.SETTING in {s.name for s in settings}:
+        raise HarnessError(
+            f"{task.path}: decoding: {likelihood.SETTING!r} names the label ranking of "
+            "scoring: both; give your setting another name"
+        )
     seeds = overrides.seeds if overrides.seeds is not None else spec.seeds
     options = Options(
         spec.decoding.max_new_tokens, tuple(spec.decoding.stop), tuple(spec.decoding.bad_words)
@@ -135,7 +158,9 @@ def run_metadata(plan: Plan, model_info: dict[str, Any], timings: dict[str, floa
         "task": plan.task.spec.model_dump(mode="json"),
         "shots": sorted({p.shots for p in plan.prompts}),
         "items": len({p.item for p in plan.prompts}),
-        "settings": [{"name": s.name, "args": s.args} for s in plan.settings],
+        "settings": [{"name": s.name, "args": s.args} for s in plan.settings]
+        + ([{"name": likelihood.SETTING, "args": {"scoring": "likelihood"}}]
+           if plan.likelihood else []),
         "seeds": plan.seeds,
         "options": {
             "max_new_tokens": plan.options.max_new_tokens,
@@ -241,6 +266,10 @@ def execute(
             plan.task.spec, pending, backend, plan.options, samples, bar.update, cache,
             model_info.get("fingerprint", ""),
         )
+        if plan.likelihood:
+            unranked = [p for p in plan.prompts
+                        if (likelihood.SETTING, None, p.item, p.shots) not in finished]
+            new += likelihood.run(plan.task.spec, unranked, backend, samples, bar.update)
     records = sorted(done + new, key=runner.record_order(plan.requests))
     timings = {
         "load_s": round(load_s, 2),

@@ -81,7 +81,7 @@ def prefill(model: Any, batch: Batch, repeat: int) -> Any | None:
                 input_ids=ids[:, start : length - 1],
                 attention_mask=mask[:, : length - 1],
                 position_ids=positions(mask[:, : length - 1])[:, start:],
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
                 logits_to_keep=1,
             )

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, ValidationError, WrapValidator, model_validator,
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WrapValidator,
+    field_validator, model_validator,
 )
 
 from .data import Item, check_items, read_table
@@ -50,7 +51,9 @@ class DecodingSpec(_Strict):
     grid: dict[str, list[Any]] = Field(
         default_factory=dict, description="cartesian product; each combination is one setting"
     )
-    max_new_tokens: int = Field(32, ge=1, le=4096)
+    max_new_tokens: int = Field(
+        32, ge=1, le=4096, description="new tokens per output at most; a setting may set its own"
+    )
     stop: list[str] = Field(default_factory=list, description="strings that end an answer")
     bad_words: list[str] = Field(
         default_factory=list, description="strings the model must not produce"
@@ -64,26 +67,71 @@ class DecodingSpec(_Strict):
 
 
 class Task(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=80)
-    description: str = ""
-    kind: Kind
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_-]+$", max_length=80,
+        description="letters, digits, - and _; it names the report folder",
+    )
+    description: str = Field("", description="one line for harness list and the report")
+    kind: Kind = Field(description="picks the checks and the metrics")
     data: Source = Field(
         description="CSV, TSV or JSONL path relative to the YAML, or an inline list"
     )
     fewshot: Source | None = Field(
         None, description="pool that examples are drawn from"
     )
-    shots: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    prompt: PromptSpec
+    shots: list[int] = Field(
+        default_factory=lambda: [0], min_length=1,
+        description="shot counts compared side by side; 0 is no examples",
+    )
+    prompt: PromptSpec = Field(description="the Jinja templates a prompt is built from")
     target: str | None = Field(None, description="Jinja over the item: the reference answer")
     aliases: str | None = Field(
         None, description="Jinja over the item: other accepted answers, separated by |"
     )
     labels: list[str] | None = Field(None, description="classification: the allowed answers")
-    decoding: DecodingSpec = Field(default_factory=DecodingSpec)
-    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    scoring: Literal["generate", "likelihood", "both"] = Field(
+        "generate", description="classification: generate answers (generate), rank the "
+        "labels by their log-probability after the prompt (likelihood), or both side by side",
+    )
+    decoding: DecodingSpec = Field(
+        default_factory=DecodingSpec, description="the settings compared side by side"
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [42], min_length=1,
+        description="each sampled setting runs once per seed",
+    )
     metrics: list[str] | None = Field(None, description="default chosen by kind")
-    model: str = "default"
+    model: str = Field(
+        "default", description="default, a model folder, a .gguf file or a hub id; "
+        "--model overrides it",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        kind = info.data.get("kind")  # absent when kind itself is wrong
+        if metrics is None or kind is None:
+            return metrics
+        from .metrics import metric_names  # lazily: it imports sacrebleu
+
+        known = metric_names(kind)
+        for name in metrics:
+            if name not in known:
+                guess = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {guess[0]!r}?" if guess else f"choose from {', '.join(known)}"
+                raise ValueError(f"{name!r} is not a metric of a {kind} task; {hint}")
+        return metrics
+
+    @field_validator("scoring")
+    @classmethod
+    def _scoring_ranks_labels(cls, scoring: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if scoring != "generate" and kind is not None and kind != "classification":
+            raise ValueError(
+                f"{scoring} ranks the labels of a classification task; a {kind} task is "
+                "scored on what the model generates (scoring: generate)"
+            )
+        return scoring
 
     @model_validator(mode="after")
     def _check_kind(self) -> Task:
@@ -199,6 +247,8 @@ def _explain(path: Path, exc: ValidationError, root: yaml.Node | None) -> str:
             message = "required field is missing"
         else:
             message = error["msg"].removeprefix("Value error, ")
+            if field == "name" and error["type"] == "string_pattern_mismatch":
+                message = "use letters, digits, - and _ only (the name becomes a folder name)"
         lines.append(f"{where}: {field}: {message}")
     return "\n".join(lines)
 

@@ -150,3 +150,19 @@ def test_a_model_that_is_not_there_is_one_error_line(write_task, tmp_path, capsy
     err_lines = [line for line in capsys.readouterr().err.splitlines()
                  if line.startswith("harness: ")]
     assert len(err_lines) == 1 and "no such file or folder" in err_lines[0]
+
+
+def test_validate_names_the_settings_and_the_seeds_of_sampled_ones(write_task, capsys) -> None:
+    path = write_task(decoding={"presets": ["greedy", "top_p"]}, seeds=[1, 2])
+    assert cli.main(["validate", str(path)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line == (f"ok  {path}  tiny: 4 items × shots [0, 1] × 2 settings → 24 prompts, "
+                    "24 outputs  [greedy, top_p; seeds 1, 2]")
+
+
+def test_an_unknown_metric_is_refused_with_a_suggestion(write_task, capsys) -> None:
+    assert cli.main(["validate", str(write_task(metrics=["acuracy"]))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert ("metrics: 'acuracy' is not a metric of a classification task; "
+            "did you mean 'accuracy'?") in err
