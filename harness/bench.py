@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,9 +99,11 @@ def run_bench(
         began = time.perf_counter()
         records = runner.run(plan.task.spec, requests, backend, options)
         result.harness = Way(sum(r["n_tokens"] for r in records), time.perf_counter() - began)
+        _say(f"{setting.name}: harness {len(requests)} prompts in {result.harness.seconds:.1f} s")
         texts, result.loop = lessons_loop(
             loaded, [p.text for p in picked], setting, max_new_tokens, seed
         )
+        _say(f"{setting.name}: loop {len(picked)} prompts in {result.loop.seconds:.1f} s")
         if not setting.sampled and setting.beams == 1:
             by_prompt = {(r["item"], r["shots"]): r["raw_output"] for r in records}
             for prompt, text in zip(picked, texts, strict=True):
@@ -108,6 +111,10 @@ def run_bench(
                 result.identical += by_prompt[(prompt.item, prompt.shots)] == text
         results.append(result)
     return _figures(results, loaded, ready_s, len(plan.requests), len(picked))
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _figures(results: list[SettingResult], loaded: LoadedModel, ready_s: float,

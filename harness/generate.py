@@ -7,11 +7,13 @@ put a fake in its place.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import prefill
 from .decoding import Setting
+from .errors import HarnessError
 from .models import LoadedModel
 from .speedups import FAST_SAMPLING_ARGS, Sampler, blocked_projection, fast_sampling_applies
 
@@ -81,6 +83,28 @@ class HFBackend:
         return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows)
 
     def generate(
+        self, prompts: list[str], setting: Setting, seed: int | None, options: Options
+    ) -> list[list[Generation]]:
+        """Generate for a batch; on running out of GPU memory, halve it and go on smaller."""
+        import torch
+
+        try:
+            return self._generate(prompts, setting, seed, options)
+        except torch.OutOfMemoryError:
+            if len(prompts) == 1:
+                raise HarnessError(
+                    f"out of {self.loaded.device} memory for a single prompt under setting "
+                    f"{setting.name!r}; lower max_new_tokens or num_beams"
+                ) from None
+            torch.cuda.empty_cache()
+            self.rows = max(setting.rows_per_prompt, self.rows // 2)
+            half = len(prompts) // 2
+            print(f"out of memory: batches of {self.rows} rows from now on", file=sys.stderr)
+            return self.generate(prompts[:half], setting, seed, options) + self.generate(
+                prompts[half:], setting, seed, options
+            )
+
+    def _generate(
         self, prompts: list[str], setting: Setting, seed: int | None, options: Options
     ) -> list[list[Generation]]:
         import torch

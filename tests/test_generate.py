@@ -290,3 +290,23 @@ def test_beam_search_returns_its_sequences_with_log_probabilities(loaded) -> Non
     for rows in out:
         assert all(g.mean_logprob is not None and g.mean_logprob <= 0 for g in rows)
         assert len({g.raw for g in rows}) > 1  # five beams, not one answer five times
+
+
+def test_running_out_of_memory_halves_the_batch_and_goes_on(hf_loaded, monkeypatch) -> None:
+    import torch
+
+    backend = HFBackend(hf_loaded, rows=8)
+    prompts = ["오늘 날씨가", "나는 학교에", "우리 집 고양이는", "주말에는 친구와"]
+    setting = Setting("greedy", {})
+    expected = backend.generate(prompts, setting, None, Options(4))
+    real = HFBackend._generate
+
+    def tight(self, batch, *args):
+        if len(batch) > 1:
+            raise torch.OutOfMemoryError("no room")
+        return real(self, batch, *args)
+
+    monkeypatch.setattr(HFBackend, "_generate", tight)
+    got = backend.generate(prompts, setting, None, Options(4))
+    assert [[g.text for g in row] for row in got] == [[g.text for g in row] for row in expected]
+    assert backend.rows == 1
