@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.set_defaults(command=cmd_bench)
 
     _add_finetune(sub)
+    _add_authoring(sub)
+    _add_review(sub)
 
     listing = sub.add_parser("list", help="list the shipped tasks and the presets")
     listing.set_defaults(command=cmd_list)
@@ -150,18 +152,18 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     tune = sub.add_parser(
         "finetune", help="fine-tune a model on question/answer pairs (the lessons' chit-chat)"
     )
-    tune.add_argument("--model", default="default", help="default, a model folder, a .gguf file or a hub id")
+    tune.add_argument("--model", default="default", help="default, a folder, .gguf or hub id")
     tune.add_argument("--data", type=Path, required=True, help="CSV, TSV or JSONL of pairs")
-    tune.add_argument("--out", type=Path, required=True, help="the folder to write the tuned model to")
+    tune.add_argument("--out", type=Path, required=True, help="the folder to write the model to")
     tune.add_argument("--question-column", default="Q", metavar="NAME", help="default Q")
     tune.add_argument("--answer-column", default="A", metavar="NAME", help="default A")
     tune.add_argument("--epochs", type=int, default=3, help="default 3")
     tune.add_argument("--lr", type=float, default=1e-4, help="AdamW's learning rate; default 1e-4")
     tune.add_argument("--batch-size", type=int, default=4, help="default 4")
     tune.add_argument("--max-length", type=int, default=128, help="tokens per pair; default 128")
-    tune.add_argument("--seed", type=int, default=42, help="for the split, the order and the weights")
+    tune.add_argument("--seed", type=int, default=42, help="for the split, the order, dropout")
     tune.add_argument("--val-share", type=float, default=0.1, help="pairs held out; default 0.1")
-    tune.add_argument("--answer-only", action="store_true", help="leave the question out of the loss")
+    tune.add_argument("--answer-only", action="store_true", help="no loss on the question")
     tune.add_argument("--query-template", metavar="JINJA", help="question, bos, eos; default "
                       "'{{ bos }}{{ question }}{{ eos }}{{ bos }}'")
     tune.add_argument("--answer-template", metavar="JINJA", help="answer, bos, eos; default "
@@ -174,7 +176,9 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from . import finetune
 
-    defaults = {"query_template": finetune.DEFAULT_QUERY, "answer_template": finetune.DEFAULT_ANSWER}
+    defaults = {
+        "query_template": finetune.DEFAULT_QUERY, "answer_template": finetune.DEFAULT_ANSWER
+    }
     options = {k: v for k, v in vars(args).items() if k != "command"}
     options |= {k: options[k] or v for k, v in defaults.items()}
     result = finetune.finetune(finetune.Config(**options))
@@ -198,7 +202,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed += 1
             print(f"harness: error: {exc}", file=sys.stderr)
             continue
-        print(f"ok  {path}  {plan.describe()}")
+        names = ", ".join(s.name for s in plan.settings)
+        if any(s.sampled for s in plan.settings):
+            names += f"; seeds {', '.join(map(str, plan.seeds))}"
+        print(f"ok  {path}  {plan.describe()}  [{names}]")
     return 2 if failed else 0
 
 
@@ -217,6 +224,134 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, args_ in PRESETS.items():
         shown = ", ".join(f"{k}={v}" for k, v in args_.items()) or "(transformers' defaults)"
         print(f"  {name:<18} {shown}")
+    return 0
+
+
+def _add_authoring(sub: argparse._SubParsersAction) -> None:
+    preview = sub.add_parser(
+        "preview", help="print a task's prompts exactly as the model gets them, no model run"
+    )
+    preview.add_argument("task", type=Path, help="the task file (YAML)")
+    preview.add_argument("--item", type=int, default=1, metavar="N", help="which item, from 1")
+    preview.add_argument(
+        "--shots", type=_int_list, metavar="K", help="shot count(s); default the task's"
+    )
+    preview.add_argument(
+        "--model", help="count tokens with this model's tokenizer (no weights load)"
+    )
+    preview.add_argument("--raw", action="store_true", help="only the prompt's text, byte for byte")
+    preview.set_defaults(command=cmd_preview)
+
+    new = sub.add_parser("new", help="write a starter task file for a data file")
+    new.add_argument("name", help="the task's name: letters, digits, - and _")
+    new.add_argument("--data", type=Path, required=True, help="CSV, TSV or JSONL of the items")
+    new.add_argument(
+        "--kind", default="classification", help="classification, qa, translation or generation"
+    )
+    new.add_argument(
+        "--text-column", metavar="NAME", help="what the prompt shows (text, question, source)"
+    )
+    new.add_argument(
+        "--label-column", metavar="NAME", help="the answer (label, answer, translation)"
+    )
+    new.add_argument("--out", type=Path, help="the file to write; default NAME.yaml beside the data")
+    new.set_defaults(command=cmd_new)
+
+    schema = sub.add_parser("schema", help="print the task file's JSON Schema (for editors)")
+    schema.add_argument("--out", type=Path, help="write it to this file instead")
+    schema.set_defaults(command=cmd_schema)
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from .authoring import format_preview, preview
+
+    shown = preview(args.task, args.item, args.shots, args.model)
+    if not args.raw:
+        print(format_preview(shown))
+        return 0
+    if len(shown.prompts) != 1:
+        raise HarnessError("--raw prints one prompt; choose a shot count with --shots K")
+    (prompt,), (tokens,) = shown.prompts, shown.tokens
+    counted = f"{tokens} tokens ({shown.model})" if tokens is not None else f"tokens {shown.model}"
+    shots = f"{prompt.shots} shot{'s' * (prompt.shots != 1)}"
+    print(f"item {args.item}, {shots}, {counted}", file=sys.stderr)
+    sys.stdout.write(prompt.text)
+    return 0
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from .authoring import new_task
+
+    made = new_task(args.name, args.data, args.kind, args.out, args.text_column, args.label_column)
+    print(f"wrote {made.path}  {made.summary}")
+    print(f"  columns: {made.columns.describe()}")
+    if made.labels is not None:
+        print(f"  labels: {', '.join(made.labels)}")
+    print(f"  next: harness preview {made.path}, then harness run {made.path}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import schema_text
+
+    if args.out is None:
+        sys.stdout.write(schema_text())
+        return 0
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(schema_text(), encoding="utf-8")
+    except OSError as exc:
+        raise HarnessError(f"--out {args.out}: cannot write the schema ({exc.strerror})") from None
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _add_review(sub: argparse._SubParsersAction) -> None:
+    again = sub.add_parser("report", help="render a finished run's report again (no model)")
+    again.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    again.set_defaults(command=cmd_report)
+
+    rescore = sub.add_parser(
+        "rescore", help="score a finished run's outputs again with its task file as it is now"
+    )
+    rescore.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    rescore.add_argument("--task", type=Path, metavar="TASK.yaml",
+                         help="the task file; default the one named in run.json")
+    rescore.set_defaults(command=cmd_rescore)
+
+    compare = sub.add_parser("compare", help="set runs of one task side by side in one page")
+    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR", help="two or more")
+    compare.add_argument("--out", type=Path, metavar="DIR",
+                         help="where compare.html goes; default a new folder beside the first run")
+    compare.set_defaults(command=cmd_compare)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .runs import rerender
+
+    print(f"report: {rerender(args.run_dir)}")
+    return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from . import report
+    from .runs import rescore
+
+    done = rescore(args.run_dir, args.task)
+    task = done.run["task"]
+    summary = report.summarize(task["kind"], done.records)
+    print(_table(summary, report.metric_columns(task["kind"], task.get("metrics"))[:4]))
+    print(f"rescored {len(done.records)} outputs with {done.task_path}: {done.changed} changed")
+    for note in done.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"report: {args.run_dir / 'index.html'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+
+    print(f"comparison: {compare(args.run_dirs, args.out)}")
     return 0
 
 

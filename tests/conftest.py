@@ -74,6 +74,8 @@ SPECIALS = ["<s>", "</s>", "<pad>", "<unk>"]
 def _private_cache(tmp_path_factory: pytest.TempPathFactory):
     """Point the harness cache (sha256 memo, converted models) at a temporary folder."""
     os.environ["HARNESS_CACHE"] = str(tmp_path_factory.mktemp("harness-cache"))
+    # matplotlib (the reports' charts) keeps its font cache here, not in the home folder
+    os.environ.setdefault("MPLCONFIGDIR", str(tmp_path_factory.mktemp("matplotlib")))
     yield
     if USER_CACHE is None:
         os.environ.pop("HARNESS_CACHE", None)
@@ -199,6 +201,9 @@ class FakeBackend:
         self.respond: Callable[..., Any] = lambda prompt, setting, seed, index: (
             f"{setting.name}/{seed}/{index}"
         )
+        # rank_labels (scoring: likelihood): each label's log-probability after a prompt
+        self.ranked: list[tuple[list[str], list[str]]] = []
+        self.label_logprob: Callable[[str, str], float] = lambda prompt, label: -float(len(label))
 
     def enqueue(self, *answers: Any) -> None:
         self.queue.extend(answers)
@@ -208,6 +213,13 @@ class FakeBackend:
 
     def batch_rows(self, setting: Any) -> int:
         return max(1, self.rows // setting.rows_per_prompt)
+
+    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[Any]]:
+        from harness.likelihood import LabelScore
+
+        self.ranked.append((list(prompts), list(labels)))
+        return [[LabelScore(label, self.label_logprob(prompt, label), 1) for label in labels]
+                for prompt in prompts]
 
     def generate(self, prompts: list[str], setting: Any, seed: int | None, options: Any):
         from harness.generate import Generation

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from pathlib import Path
 
 import pytest
@@ -126,14 +125,6 @@ def test_a_model_path_that_is_not_a_model(write_task, tmp_path, capsys, what):
     assert code == 2 and err.count("harness: error:") == 1
     assert str(model) in err
     assert not list((tmp_path / "r").glob("tiny-*"))
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_an_unwritable_output_folder(write_task, tmp_path, capsys, kogpt2_dir):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    code = cli.main(["run", str(write_task()), "--model", str(kogpt2_dir), "--out", str(locked / "r")])
-    assert code == 2 and "cannot write" in capsys.readouterr().err
 
 
 def test_an_output_folder_under_a_file(write_task, tmp_path, capsys, kogpt2_dir):

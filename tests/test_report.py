@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -160,11 +161,35 @@ def page() -> str:
     return render_html(RUN, records)
 
 
+def page_data(page: str) -> dict[str, Any]:
+    """The outputs the page carries for its script (drawn a page of items at a time)."""
+    found = re.search(r'<script type="application/json" id="review-data">(.*?)</script>',
+                      page, re.S)
+    assert found, "no review data in the page"
+    return json.loads(found.group(1))
+
+
+def outputs_of(page: str) -> list[dict[str, Any]]:
+    return [o for item in page_data(page)["items"] for cell in item["cells"] for o in cell[2]]
+
+
 def test_the_html_escapes_outputs(page: str) -> None:
+    # Outputs travel as JSON in which no '<', '>' or '&' appears as itself, so no output
+    # can close the data block; the script writes them with textContent only (the browser
+    # test checks that they show as text).
     assert "<script>alert(1)</script>" not in page
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in page
     assert "<img" not in page
-    assert "&lt;img src=x onerror=" in page
+    assert "\\u003cimg src=x onerror=" in page
+    assert {o["t"] for o in outputs_of(page)} >= set(PAYLOADS)
+    assert "innerHTML" not in page and "insertAdjacentHTML" not in page
+
+
+def test_an_output_cannot_close_the_data_block() -> None:
+    nasty = "</script><script>alert(3)</script><!--"
+    page = render_html(RUN, [record("greedy", 0, 0, nasty)])
+    assert page.count("</script>") == 2  # the data block's and the script's own
+    assert outputs_of(page)[0]["t"] == nasty
 
 
 def test_the_html_shows_hangul_as_is(page: str) -> None:
@@ -195,9 +220,97 @@ def test_the_html_marks_the_best_value_per_column(page: str) -> None:
 
 def test_identical_outputs_are_shown_once_with_a_count() -> None:
     records = [record("sample", 0, 0, "기쁨", sequence=i) for i in range(3)]
+    records.append(record("sample", 0, 0, "슬픔", sequence=3))
     page = render_html(RUN, records)
-    assert "×3" in page
-    assert page.count(' 기쁨<span class="cut">') == 1
+    (item,) = page_data(page)["items"]
+    (cell,) = item["cells"]
+    assert [(o["t"], o["n"]) for o in cell[2]] == [("기쁨", 3), ("슬픔", 1)]  # most first
+
+
+def test_the_page_keeps_what_a_stop_string_cut_off() -> None:
+    cut = record("greedy", 0, 0, "기쁨", raw_output="기쁨\n문장: 다음", stop_reason="stop")
+    whole = record("greedy", 1, 0, "슬픔")
+    page = render_html(RUN, [cut, whole])
+    first, second = outputs_of(page)
+    assert (first["t"], first["x"], first["s"]) == ("기쁨", "\n문장: 다음", "stop")
+    assert second["x"] == ""
+
+
+def test_the_page_lays_out_items_settings_and_shots() -> None:
+    records = [record(s, k, i, "기쁨") for s in ("greedy", "beam") for i in (1, 0) for k in (1, 0)]
+    page = render_html(RUN, records)
+    data = page_data(page)
+    assert [r["label"] for r in data["rows"]] == ["greedy", "beam"]
+    assert [c["label"] for c in data["cols"]] == ["0-shot", "1-shot"]
+    assert [item["title"] for item in data["items"]] == ["item 1", "item 2"]
+    item = data["items"][0]
+    assert item["refs"] == ["기쁨"]
+    assert [label for label, _ in item["prompts"]] == ["0-shot", "1-shot"]
+    assert sorted((r, c) for r, c, _ in item["cells"]) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert data["marks"] is True and outputs_of(page)[0]["ok"] == 1
+    # the filters offer every setting and shot count
+    assert '<option value="beam">beam</option>' in page
+    assert '<option value="1">1</option>' in page
+    assert 'id="f-mark"' in page and 'id="f-search"' in page
+
+
+def test_prompts_travel_as_shared_blocks_and_come_back_whole() -> None:
+    run = {**RUN, "task": {**RUN["task"], "prompt": {"separator": "\n\n"}}}
+    shots = "감정을 고르세요.\n\n문장: 예시\n감정: 기쁨\n\n"
+    records = [record("greedy", k, i, "기쁨", prompt=(shots if k else "감정을 고르세요.\n\n")
+                      + f"문장 {i}\n\n\n감정:") for i in range(3) for k in (0, 1)]
+    data = page_data(render_html(run, records))
+    assert data["sep"] == "\n\n"
+    back = {(item["title"], label): data["sep"].join(data["blocks"][b] for b in ids)
+            for item in data["items"] for label, ids in item["prompts"]}
+    assert back == {(f"item {r['item'] + 1}", f"{r['shots']}-shot"): r["prompt"] for r in records}
+    assert data["blocks"].count("감정을 고르세요.") == 1  # the instruction is stored once
+
+
+def test_a_translation_page_has_no_right_or_wrong() -> None:
+    run = {**RUN, "task": {**RUN["task"], "kind": "translation", "metrics": ["chrf"]}}
+    records = [{**record("greedy", 0, 0, "It is sunny."), "correct": None}]
+    page = render_html(run, records)
+    assert page_data(page)["marks"] is False
+    assert 'id="f-mark"' not in page
+    assert "ok" not in outputs_of(page)[0]
+
+
+def test_the_summary_counts_invalid_answers_and_stop_reasons() -> None:
+    records = [
+        record("greedy", 0, 0, "모르겠어요", stop_reason="length"),
+        record("greedy", 0, 1, "기쁨", stop_reason="stop"),
+        record("beam", 0, 0, "기쁨", stop_reason="eos"),
+    ]
+    page = render_html(RUN, records)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
+    assert "All 3 outputs: 1 name no label" in text
+    assert "at end of sequence 1, at a stop string 1, at max_new_tokens 1." in text
+    greedy = summary_cells(page)["greedy"]
+    headings = re.findall(r"<th title=\"[^\"]*\">([^<]+)", page.split('id="summary"')[1])
+    assert [h.strip() for h in headings][-4:] == ["eos", "stop str", "max len", "n"]
+    assert [cell[1] for cell in greedy[-4:]] == ["0", "1", "1", "2"]
+
+
+def test_a_column_where_every_row_ties_marks_nothing() -> None:
+    page = render_html(RUN, [record("greedy", 0, 0, "기쁨"), record("beam", 0, 0, "기쁨")])
+    cells = summary_cells(page)
+    assert not any("best" in cls for row in cells.values() for cls, _ in row)
+
+
+def test_the_page_holds_its_charts_as_inline_svg() -> None:
+    records = [record(s, k, i, "기쁨 기쁨 기쁨 기쁨") for s in ("greedy", "top_p")
+               for k in (0, 1) for i in (0, 1)]
+    page = render_html(RUN, records)
+    assert page.count("<svg") == 3 and page.count("<figcaption>") == 3
+    assert "accuracy by shot count" in page and "likely vs varied" in page
+    assert "greedy" in page.split('id="charts"')[1].split("</svg>")[0]
+
+
+def test_the_summary_table_sorts_and_explains_its_columns(page: str) -> None:
+    assert 'class="summary sortable"' in page
+    assert 'title="share of outputs whose first named label is the reference"' in page
+    assert "aria-sort" in page  # the script marks the sorted column
 
 
 def test_write_all_writes_the_report_files(tmp_path: Path) -> None:

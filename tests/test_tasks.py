@@ -128,7 +128,7 @@ def test_unquoted_jinja_is_explained_not_a_crash(write_yaml) -> None:
         (("shots: [0, 1]", "shots: many"), "shots", "valid list"),
         (("shots: [0, 1]", "shots: [0, -1]"), "(task)", "shots must be 0 or more"),
         (("shots: [0, 1]", "shots: [1, 1]"), "(task)", "shots has a count twice"),
-        (("name: tiny", "name: my task"), "name", "should match pattern"),
+        (("name: tiny", "name: my task"), "name", "letters, digits, - and _ only"),
         (("data: data.csv", "data: 5"), "data", "a list of mappings"),
         (("decoding:\n", "decoding:\n  stop: ['']\n"), "decoding", "empty strings"),
         (("labels: [기쁨, 슬픔, 분노, 중립]\n", ""), "(task)", "needs labels"),

@@ -1,0 +1,208 @@
+"""Classification without generation: each label ranked by its log-probability.
+
+As lm-evaluation-harness scores its multiple-choice tasks: for every prompt and every
+label, one teacher-forced forward pass gives the log-probability of the label's tokens
+following the prompt; the label with the highest sum is the answer. A run with
+``scoring: likelihood`` (or ``both``) adds these answers as the setting "likelihood",
+in records of the runner's shape, so the summary, report and CSV take them as they are.
+
+The tokenization boundary, decided once here:
+- the continuation is ``" " + label`` (lm-evaluation-harness's target delimiter), as the
+  shipped tasks write ``감정: {{ label }}``; when the prompt already ends in whitespace,
+  that whitespace is moved from the prompt onto the label instead of adding a space;
+- the prompt is tokenized as generation tokenizes it (special tokens included); the
+  label's tokens are those of prompt + continuation, tokenized whole, past the prompt's
+  own tokens. Should the tokenizer merge across the boundary (so the whole no longer
+  starts with the prompt's tokens), the continuation is tokenized on its own instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from .prompts import Prompt
+from .tasks import Task
+
+SETTING = "likelihood"  # the setting name the report shows
+DELIMITER = " "
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    logprob: float  # the sum over the label's tokens
+    n_tokens: int
+
+    @property
+    def mean(self) -> float:
+        return self.logprob / self.n_tokens
+
+
+def split(prompt: str, label: str) -> tuple[str, str]:
+    """(context, continuation) for one prompt and label, as the module docstring says."""
+    context = prompt.rstrip()
+    trailing = prompt[len(context):]
+    return context, (trailing or DELIMITER) + label
+
+
+Pair = tuple[list[int], list[int]]  # (context token ids, continuation token ids)
+
+
+def encode(tokenizer: Any, prompts: list[str], labels: list[str]) -> list[list[Pair]]:
+    """For each prompt, for each label: (context token ids, continuation token ids)."""
+    pairs = [split(p, label) for p in prompts for label in labels]
+    contexts = tokenizer([c for c, _ in pairs])["input_ids"]
+    wholes = tokenizer([c + k for c, k in pairs])["input_ids"]
+    out: list[list[Pair]] = []
+    for i, ((_, continuation), context, whole) in enumerate(
+        zip(pairs, contexts, wholes, strict=True)
+    ):
+        if whole[: len(context)] == context and len(whole) > len(context):
+            tail = whole[len(context):]
+        else:
+            tail = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        if not context:  # nothing to condition the first label token on
+            context = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None
+                       else tokenizer.eos_token_id]
+        if i % len(labels) == 0:
+            out.append([])
+        out[-1].append((list(context), list(tail)))
+    return out
+
+
+def rank_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[str],
+                rows: int = 64) -> list[list[LabelScore]]:
+    """Every label's log-probability after every prompt, in the labels' order.
+
+    Prompts go through the model ``rows // len(labels)`` at a time, longest first, left
+    padded, with positions counted from each row's first real token. A prompt is read
+    once: its cache is repeated for each of its labels, whose tokens then take one more
+    pass together (a prompt of a hundred tokens and five short labels costs about one
+    fifth of scoring each pair from the start).
+    """
+    encoded = encode(tokenizer, prompts, labels)
+    order = sorted(range(len(prompts)), key=lambda p: -len(encoded[p][0][0]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    size = max(1, rows // len(labels))
+    sums: dict[int, list[float]] = {}
+    for start in range(0, len(order), size):
+        batch = order[start : start + size]
+        scored = _score(model, pad, [encoded[p][0][0] for p in batch],
+                        [[cont for _, cont in encoded[p]] for p in batch])
+        sums.update(zip(batch, scored, strict=True))
+    return [
+        [LabelScore(label, sums[p][j], len(encoded[p][j][1])) for j, label in enumerate(labels)]
+        for p in range(len(prompts))
+    ]
+
+
+def _score(model: Any, pad: int, contexts: list[list[int]],
+           continuations: list[list[list[int]]]) -> list[list[float]]:
+    """Summed log-probabilities of each context's continuations (teacher-forced)."""
+    import torch
+
+    device = model.device
+    n_labels = len(continuations[0])
+    width = max(len(c) for c in contexts)
+    ids = torch.full((len(contexts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(contexts), width), dtype=torch.long)
+    for i, context in enumerate(contexts):
+        ids[i, width - len(context):] = torch.tensor(context)
+        mask[i, width - len(context):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=True,
+                    logits_to_keep=1)
+        first = out.logits[:, -1].float().log_softmax(-1).cpu()  # the first label token
+        flat = [cont for per in continuations for cont in per]
+        longest = max(len(cont) for cont in flat)
+        later = None
+        if longest > 1:  # the other label tokens, on the prompts' repeated cache
+            cache, name = _cache_of(model, out)
+            cache.batch_repeat_interleave(n_labels)
+            tail = torch.full((len(flat), longest - 1), pad, dtype=torch.long)
+            tail_mask = torch.zeros_like(tail)
+            for r, cont in enumerate(flat):
+                tail[r, : len(cont) - 1] = torch.tensor(cont[:-1], dtype=torch.long)
+                tail_mask[r, : len(cont) - 1] = 1
+            tail, tail_mask = tail.to(device), tail_mask.to(device)
+            lengths = mask.sum(-1).repeat_interleave(n_labels)
+            positions = lengths[:, None] + torch.arange(longest - 1, device=device)[None]
+            logits = model(
+                input_ids=tail, attention_mask=torch.cat(
+                    [mask.repeat_interleave(n_labels, dim=0), tail_mask], dim=1),
+                position_ids=positions, use_cache=True, **{name: cache},
+            ).logits.float()
+            targets = torch.full((len(flat), longest - 1), 0, dtype=torch.long)
+            for r, cont in enumerate(flat):
+                targets[r, : len(cont) - 1] = torch.tensor(cont[1:], dtype=torch.long)
+            targets = targets.to(device)
+            later = (logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+                     - logits.logsumexp(-1)).cpu()
+    result = []
+    for b, per in enumerate(continuations):
+        sums = []
+        for j, cont in enumerate(per):
+            total = float(first[b, cont[0]])
+            if later is not None and len(cont) > 1:
+                total += float(later[b * n_labels + j, : len(cont) - 1].sum())
+            sums.append(total)
+        result.append(sums)
+    return result
+
+
+def _cache_of(model: Any, out: Any) -> tuple[Any, str]:
+    """The key-value cache a forward pass returned, and the argument that takes it back
+    (``cache`` in recent transformers, ``past_key_values`` before)."""
+    import inspect
+
+    if "cache" in inspect.signature(model.forward).parameters:
+        return out.cache, "cache"
+    return out.past_key_values, "past_key_values"
+
+
+def run(task: Task, prompts: list[Prompt], backend: Any, samples: TextIO | None = None,
+        on_progress: Callable[[int], None] | None = None, chunk: int = 16) -> list[dict[str, Any]]:
+    """One record per prompt: the most likely label, as the setting "likelihood"."""
+    import json
+
+    from . import runner
+
+    records = []
+    for start in range(0, len(prompts), chunk):
+        part = prompts[start : start + chunk]
+        rankings = backend.rank_labels([p.text for p in part], list(task.labels or []))
+        for prompt, scores in zip(part, rankings, strict=True):
+            record = make_record(task, prompt, scores)
+            record.update(runner.score(task, record))
+            records.append(record)
+            if samples is not None:
+                samples.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if samples is not None:
+            samples.flush()
+        if on_progress:
+            on_progress(len(part))
+    return records
+
+
+def make_record(task: Task, prompt: Prompt, scores: list[LabelScore]) -> dict[str, Any]:
+    best = max(scores, key=lambda s: s.logprob)  # the first label wins a tie
+    return {
+        "task": task.name,
+        "item": prompt.item,
+        "shots": prompt.shots,
+        "setting": SETTING,
+        "seed": None,
+        "sequence": 0,
+        "prompt": prompt.text,
+        "output": best.label,
+        "raw_output": best.label,
+        "references": prompt.references,
+        "n_tokens": best.n_tokens,
+        "mean_logprob": best.mean,
+        "stop_reason": "eos",
+        "label_logprobs": {s.label: round(s.logprob, 4) for s in scores},
+    }

@@ -1,0 +1,168 @@
+"""A finished run folder read back: its report rendered again, its outputs scored again.
+
+Nothing here loads a model or imports torch: samples.jsonl and run.json hold all that
+is needed (``harness report``, ``harness rescore``, ``harness compare``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import report, runner
+from .errors import HarnessError
+from .prompts import Templates, build_prompts
+from .tasks import load_task
+
+Record = runner.Record
+
+# The per-output fields that metrics.score_sample writes, removed before scoring again.
+SCORE_FIELDS = ("predicted", "correct", "invalid", "exact_match", "f1", "contains", "repetition")
+# The task fields a rescore takes from the task file; the others describe how the
+# outputs were made, which a rescore does not change.
+SCORING_FIELDS = ("labels", "metrics", "target", "aliases")
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[Record]]:
+    """run.json and the records of samples.jsonl, in the report's order."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HarnessError(f"{run_dir}: no such run folder")
+    try:
+        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise HarnessError(f"{run_dir}: not a run folder (no run.json)") from None
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"{run_dir / 'run.json'}: cannot read it ({exc})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("task"), dict):
+        raise HarnessError(f"{run_dir / 'run.json'}: not a harness run.json (no task in it)")
+    samples = run_dir / "samples.jsonl"
+    if not samples.exists():
+        raise HarnessError(f"{run_dir}: no samples.jsonl, so nothing to report")
+    records = runner.load_records(samples)
+    if not records:
+        raise HarnessError(f"{samples}: holds no outputs")
+    return run, sorted(records, key=record_order(run))
+
+
+def record_order(run: dict[str, Any]) -> Any:
+    """Settings in the run's order, then item, shots, seed and returned sequence."""
+    rank = {s["name"]: i for i, s in enumerate(run.get("settings", []))}
+    return lambda r: (
+        rank.get(r["setting"], len(rank)), r["setting"] if r["setting"] not in rank else "",
+        r["item"], r["shots"], r["seed"] if r.get("seed") is not None else -1,
+        r.get("sequence", 0),
+    )
+
+
+def rerender(run_dir: str | Path) -> Path:
+    """Write the run's reports again from its files; returns index.html."""
+    run_dir = Path(run_dir)
+    run, records = load_run(run_dir)
+    report.write_all(run_dir, run, records)
+    return run_dir / "index.html"
+
+
+@dataclass
+class Rescored:
+    run: dict[str, Any]
+    records: list[Record]
+    task_path: Path
+    changed: int  # outputs whose references or scores changed
+    notes: list[str] = field(default_factory=list)
+
+
+def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescored:
+    """Score the saved outputs again with the task file as it is now, and re-render.
+
+    The task's target, aliases, labels and metrics are read afresh (a corrected label in
+    the data counts too); the outputs themselves are left as they were generated.
+    samples.jsonl and run.json are replaced whole, never left half written.
+    """
+    run_dir = Path(run_dir)
+    run, records = load_run(run_dir)
+    path = Path(task_path) if task_path is not None else _task_path(run, run_dir)
+    task = load_task(path)
+    spec, old = task.spec, run["task"]
+    if spec.name != old.get("name"):
+        raise HarnessError(
+            f"{path}: this is task {spec.name!r}, but {run_dir} is a run of {old.get('name')!r}"
+        )
+    if spec.kind != old.get("kind"):
+        raise HarnessError(
+            f"{path}: kind is now {spec.kind}, but the outputs in {run_dir} were made for "
+            f"{old.get('kind')}; run the task again"
+        )
+    build_prompts(task, [0])  # the task's checks: references among the labels, and so on
+    templates = Templates(task, [0])
+    items = task.items
+    fresh: list[Record] = []
+    changed = 0
+    checked: set[int] = set()
+    for record in records:
+        index = record["item"]
+        if index >= len(items):
+            raise HarnessError(
+                f"{path}: the run has item {index + 1}, but the data now has {len(items)} "
+                "items; run the task again"
+            )
+        if index not in checked:
+            query = templates.render("prompt.query", items[index])
+            if not record["prompt"].endswith(query):
+                raise HarnessError(
+                    f"{path}: item {index + 1} no longer gives the prompt the run used (the "
+                    "data or prompt.query changed); run the task again"
+                )
+            checked.add(index)
+        new = {k: v for k, v in record.items() if k not in SCORE_FIELDS}
+        new["references"] = templates.references(items[index])
+        new.update(runner.score(spec, new))
+        changed += any(new.get(k) != record.get(k) for k in (*SCORE_FIELDS, "references"))
+        fresh.append(new)
+
+    notes = []
+    if any(r["setting"] == "likelihood" for r in records) and spec.labels != old.get("labels"):
+        notes.append(
+            "the likelihood setting ranked the labels of the run, not the new ones; run the "
+            "task again to rank those"
+        )
+    dumped = spec.model_dump(mode="json")
+    run["task"] = {**old, **{k: dumped.get(k) for k in SCORING_FIELDS}}
+    run["rescored"] = {
+        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "task_path": str(path),
+        "changed": changed,
+    }
+    write_samples(run_dir / "samples.jsonl", fresh)
+    report.save_run_json(run_dir, run)
+    report.write_all(run_dir, run, fresh)
+    return Rescored(run, fresh, path, changed, notes)
+
+
+def write_samples(path: Path, records: list[Record]) -> None:
+    """Replace samples.jsonl whole: written beside it, then renamed over it."""
+    scratch = path.with_suffix(".jsonl.tmp")
+    with scratch.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    scratch.replace(path)
+
+
+def _task_path(run: dict[str, Any], run_dir: Path) -> Path:
+    recorded = run.get("task_path")
+    if not recorded:
+        raise HarnessError(f"{run_dir}: run.json names no task file; pass --task TASK.yaml")
+    path = Path(recorded)
+    if not path.is_absolute() and not path.exists():
+        # reports/<run>/ usually sits under the folder the run was started from
+        beside = run_dir.resolve().parent.parent / recorded
+        path = beside if beside.exists() else path
+    if not path.exists():
+        raise HarnessError(
+            f"{run_dir}: the run's task file {recorded} is not here (it is relative to where "
+            "the run was started); pass --task TASK.yaml"
+        )
+    return path

@@ -1,0 +1,271 @@
+"""The report as a person sees it: opened from the file system in headless Chromium.
+
+Driven by Playwright's Python client against Debian's own Chromium (never a browser
+Playwright downloads). Without Chromium or the client the tests skip and say why; under
+CI (CI set), where .ci/run installs Chromium, they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import report
+from harness.generate import Generation
+from harness.pipeline import execute, new_run_dir, prepare
+
+CHROMIUM = os.environ.get("HARNESS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# What Chromium needs to run headless as root in a container, and to stay off the network.
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
+]
+MODEL_INFO = {"name": "tiny-model", "type": "fake", "device": "cpu", "dtype": "float32",
+              "fingerprint": "0" * 64}
+XSS = '<img src=x onerror="window.pwned=1">'
+
+
+def _need_browser() -> Any:
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "the playwright package is missing (pip install -e '.[test]')"
+    if reason is None and not Path(CHROMIUM).exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium fonts-noto-cjk)"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs Chromium)")
+        pytest.skip(reason)
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    sync_playwright = _need_browser()
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),  # a fresh profile each run
+            executable_path=CHROMIUM, headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 900}, locale="ko-KR",
+        )
+        yield context
+        context.close()
+
+
+class Visit:
+    """One page opened from disk, with every request, console error and dialog noted."""
+
+    def __init__(self, context: Any, path: Path) -> None:
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page = page = context.new_page()
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        started = time.perf_counter()
+        page.goto(path.as_uri(), wait_until="load")
+        self.wall_s = time.perf_counter() - started
+
+    @property
+    def network(self) -> list[str]:
+        return [u for u in self.requests if not u.startswith(("file:", "data:", "about:"))]
+
+    def count(self, selector: str) -> int:
+        return self.page.locator(selector).count()
+
+    def visible(self, selector: str) -> int:
+        return sum(1 for node in self.page.locator(selector).all() if node.is_visible())
+
+
+def _answers(prompt: str, setting: Any, seed: int | None, index: int) -> Generation:
+    """Greedy answers right on items 1 and 3; sampling says the same thing three times."""
+    query = prompt.rsplit("문장: ", 1)[1]
+    if setting.name == "greedy":
+        text = {"시험에": " 기쁨", "키우던": " 슬픔이에요", "약속을": XSS, "고양이가": " 중립"}
+        answer = next(a for k, a in text.items() if query.startswith(k))
+        return Generation(answer, answer + "\n문장: 다음", 3, -0.4, "stop")
+    answer = " 분노" if index < 2 or query.startswith("고양이가") else " 기쁨"
+    return Generation(answer, answer, 2, -1.7, "length")
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of the tiny task through the fake backend: greedy and 3-sequence sampling."""
+    import yaml
+
+    from tests.conftest import BASE_TASK, EMOTION_ROWS, FakeBackend, write_csv
+
+    folder = tmp_path_factory.mktemp("browser-run")
+    write_csv(folder / "data.csv", EMOTION_ROWS)
+    spec = {**BASE_TASK, "shots": [0, 1], "seeds": [7],
+            "decoding": {"presets": ["greedy", "top_k_top_p_3"], "stop": ["\n"]}}
+    path = folder / "task.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    plan = prepare(path)
+    backend = FakeBackend()
+    backend.respond = _answers
+    run_dir = new_run_dir(folder / "reports", "tiny")
+    execute(plan, backend, MODEL_INFO, run_dir)
+    return run_dir
+
+
+def test_the_report_works_in_a_real_browser(browser, small_run: Path, tmp_path: Path) -> None:
+    visit = Visit(browser, small_run / "index.html")
+    page = visit.page
+
+    assert visit.network == [], "the report must load nothing from the network"
+    assert visit.errors == []
+    # the summary table, with a row per setting × shots and the best value marked
+    assert page.locator("#summary").is_visible()
+    assert visit.count("#summary tbody tr") == 4
+    assert visit.visible("#summary td.best") > 0
+    # the charts, drawn inline
+    assert visit.visible("figure svg") == 3
+    # Korean outputs side by side; identical samples grouped; the cut tail dimmed
+    assert page.get_by_text("슬픔이에요").first.is_visible()
+    assert page.locator(".cut", has_text="↵문장: 다음").first.is_visible()
+    assert page.locator(".count", has_text="×2").first.is_visible()
+    assert page.locator(".count", has_text="×3").first.is_visible()
+    assert page.locator("#f-count").inner_text() == "4 of 4 items"
+    # an output that is HTML shows as text and runs nothing
+    assert page.get_by_text(XSS).first.is_visible()
+    assert page.evaluate("window.pwned") is None and visit.dialogs == []
+    assert visit.count(".item img") == 0
+    # the prompt opens on a click
+    prompt = page.locator(".item").first.locator("details").first
+    prompt.locator("summary").click()
+    assert prompt.locator("pre").is_visible()
+    assert "감정을 고르세요." in prompt.locator("pre").inner_text()
+
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert (tmp_path / "report.png").stat().st_size > 20_000
+
+
+def test_the_filters_hide_what_they_should(browser, small_run: Path) -> None:
+    visit = Visit(browser, small_run / "index.html")
+    page = visit.page
+    every = visit.visible(".out")
+
+    page.select_option("#f-mark", "wrong")
+    assert visit.visible(".out.right") == 0 and visit.visible(".out.wrong") > 0
+    page.select_option("#f-mark", "right")
+    assert visit.visible(".out.wrong") == 0 and visit.visible(".out.right") > 0
+    page.select_option("#f-mark", "")
+    assert visit.visible(".out") == every
+
+    page.select_option("#f-setting", "greedy")
+    assert visit.count('tr[data-setting="top_k_top_p_3"]') == 0
+    assert visit.visible('tr[data-setting="greedy"]') == 4
+    page.select_option("#f-shots", "1")
+    assert visit.count('td[data-shots="0"]') == 0 and visit.visible('td[data-shots="1"]') == 4
+    page.select_option("#f-setting", "")
+    page.select_option("#f-shots", "")
+
+    page.fill("#f-search", "강아지")
+    page.wait_for_function("document.getElementById('f-count').textContent.startsWith('1 ')")
+    assert page.locator(".item h3").all_inner_texts() == ["item 2"]
+    page.fill("#f-search", "")
+    page.wait_for_function("document.getElementById('f-count').textContent.startsWith('4 ')")
+
+    # the samples disagree on right/wrong for items 1 and 3 (items 2 and 4: all wrong)
+    page.select_option("#f-setting", "top_k_top_p_3")
+    page.check("#f-differ")
+    assert page.locator(".item h3").all_inner_texts() == ["item 1", "item 3"]
+    assert visit.errors == []
+
+
+def test_the_summary_sorts_by_any_column(browser, small_run: Path) -> None:
+    visit = Visit(browser, small_run / "index.html")
+    page = visit.page
+    heads = page.locator("#summary thead th")
+    column = heads.all_inner_texts().index("accuracy ↑")
+    values = lambda: [float(v) for v in page.locator(  # noqa: E731
+        f"#summary tbody td:nth-child({column + 1})").all_inner_texts()]
+    heads.nth(column).click()
+    assert values() == sorted(values())
+    heads.nth(column).click()
+    assert values() == sorted(values(), reverse=True)
+    assert heads.nth(column).get_attribute("aria-sort") == "descending"
+
+
+def test_the_comparison_page_works_in_a_real_browser(browser, small_run: Path,
+                                                    tmp_path: Path) -> None:
+    from harness.compare import compare
+    from harness.runs import load_run
+
+    run, records = load_run(small_run)
+    other = tmp_path / "tuned"
+    other.mkdir()
+    changed = [{**r, "output": "기쁨", "correct": 1.0} if r["item"] == 1 else r for r in records]
+    report.save_run_json(other, {**run, "model": {**run["model"], "name": "tuned"}})
+    from harness.runs import write_samples
+
+    write_samples(other / "samples.jsonl", changed)
+    page_path = compare([small_run, other], tmp_path / "cmp")
+
+    visit = Visit(browser, page_path)
+    assert visit.network == [] and visit.errors == []
+    assert visit.page.locator("#deltas-table").is_visible()
+    assert visit.page.locator("#deltas-table td.up").first.is_visible()
+    assert visit.page.locator(".item h3").all_inner_texts() == ["item 2"]
+    visit.page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
+
+
+def _many_records(n_items: int) -> list[dict[str, Any]]:
+    """Synthetic records: n_items × 2 shots × (greedy + beam + 3 samples × 2 seeds)."""
+    from harness.metrics import score_sample
+
+    labels = ["기쁨", "슬픔", "분노", "불안", "중립"]
+    records = []
+    for item in range(n_items):
+        reference = labels[item % 5]
+        for shots in (0, 3):
+            prompt = "다음 문장에 담긴 감정을 고르세요.\n\n" + "문장: 예시 문장입니다.\n감정: 기쁨\n\n" * shots
+            prompt += f"문장: {item}번째 문장은 오늘 날씨가 맑아서 기분이 좋다는 이야기입니다.\n감정:"
+            rows = [("greedy", None, 0), ("beam", None, 0)]
+            rows += [("top_p", seed, i) for seed in (1, 2) for i in range(3)]
+            for setting, seed, sequence in rows:
+                output = f" {labels[(item + sequence + (seed or 0)) % 5]}"
+                record = {
+                    "task": "emotion", "item": item, "shots": shots, "setting": setting,
+                    "seed": seed, "sequence": sequence, "prompt": prompt, "output": output,
+                    "raw_output": output + "\n\n문장:", "references": [reference],
+                    "n_tokens": 3, "mean_logprob": -0.5 - sequence / 10, "stop_reason": "stop",
+                }
+                record.update(score_sample("classification", output, [reference], labels))
+                records.append(record)
+    return records
+
+
+def test_five_thousand_outputs_open_quickly(browser, tmp_path: Path) -> None:
+    records = _many_records(313)  # 313 items × 2 shots × 8 outputs = 5,008 outputs
+    assert len(records) >= 5000
+    run = {"task": {"name": "emotion", "kind": "classification", "metrics": ["accuracy"]},
+           "model": MODEL_INFO, "started_at": "2026-11-26T08:00:00+09:00", "timings": {}}
+    report.write_all(tmp_path, run, records)
+    visit = Visit(browser, tmp_path / "index.html")
+    page = visit.page
+    timing = page.evaluate(
+        "(() => { const t = performance.getEntriesByType('navigation')[0];"
+        " return {dom: t.domContentLoadedEventEnd, load: t.loadEventEnd}; })()")
+    size = (tmp_path / "index.html").stat().st_size
+    print(f"\n5,008 outputs: index.html {size / 1e6:.2f} MB, DOMContentLoaded "
+          f"{timing['dom']:.0f} ms, load {timing['load']:.0f} ms")
+    assert visit.errors == [] and visit.network == []
+    assert timing["load"] < 10_000  # generous: a shared 2-core machine; ~1 s is usual
+    assert page.locator("#f-count").inner_text() == "313 of 313 items"
+    assert visit.count(".item") == 20  # a page at a time
+    started = time.perf_counter()
+    page.select_option("#f-mark", "wrong")
+    page.click("#next")
+    assert time.perf_counter() - started < 3
+    assert page.locator("#page").inner_text().startswith("page 2 /")
