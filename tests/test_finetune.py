@@ -187,6 +187,17 @@ def test_bad_input_is_one_clear_error(
     assert not (tmp_path / "tuned").exists()
 
 
+def test_a_model_that_cannot_be_trained_here_is_one_clear_error(
+    hf_model_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    data = write_pairs(tmp_path / "chat.csv")
+    cfg = Config(data=data, out=tmp_path / "tuned", model=str(hf_model_dir), device="cpu")
+    monkeypatch.setattr(finetune, "_available_memory", lambda: 1000)
+    with pytest.raises(HarnessError, match="training needs about .* GiB more .* free on cpu"):
+        finetune.finetune(cfg)
+    assert not (tmp_path / "tuned").exists()
+
+
 def test_an_existing_folder_is_refused_before_any_model_loads(tmp_path: Path) -> None:
     (tmp_path / "tuned").mkdir()
     data = write_pairs(tmp_path / "chat.csv")
