@@ -64,8 +64,8 @@ class Sampler:
 
     transformers' top-p sorts the whole vocabulary of every row at every step (630 ms at
     64 rows of 262,144 here) and ``torch.multinomial`` over it took 275 ms. This does
-    the same filtering on the top 1,024 candidates (falling back to a full sort for a row
-    whose nucleus is wider) and samples with the exponential-race trick
+    the same filtering on the top 1,024 candidates (sorting the whole vocabulary only for
+    a row whose nucleus is wider) and samples with the exponential-race trick
     (argmax of p / E, E ~ Exp(1), an exact draw from p), then leaves only the drawn
     token possible, so that greedy decoding picks it. The kept tokens and the
     distribution are transformers' (HF order: temperature, top-k, top-p; defaults
@@ -80,40 +80,68 @@ class Sampler:
         self.top_p = top_p if top_p is not None and top_p < 1.0 else None
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        values, indices = self.candidates(scores.float())
+        values, indices, wide = self.candidates(self._warm(scores))
         chosen = _race(values)
         if indices is not None:
             chosen = indices.gather(1, chosen[:, None]).squeeze(1)
+        if wide is not None:
+            rows, filtered = wide
+            chosen[rows] = _race(filtered)
         return _only(scores, chosen)
 
-    def candidates(self, scores: Any) -> tuple[Any, Any]:
+    def kept(self, scores: Any) -> Any:
+        """Which tokens may be drawn, as a (rows, vocabulary) mask (for tests)."""
+        import torch
+
+        values, indices, wide = self.candidates(self._warm(scores))
+        if indices is None:
+            mask = torch.isfinite(values)
+        else:
+            mask = torch.zeros_like(scores, dtype=torch.bool)
+            mask.scatter_(1, indices, torch.isfinite(values))
+        if wide is not None:
+            rows, filtered = wide
+            mask[rows] = torch.isfinite(filtered)
+        return mask
+
+    def _warm(self, scores: Any) -> Any:
+        scores = scores.float()
+        return scores / self.temperature if self.temperature != 1.0 else scores
+
+    def candidates(self, scores: Any) -> tuple[Any, Any, tuple[Any, Any] | None]:
         """The warped logits of the tokens that may be drawn, with their token ids.
 
-        Tokens filtered out hold -inf. ``indices`` is None when ``values`` spans the
-        whole vocabulary.
+        Tokens filtered out hold -inf; ``indices`` is None when ``values`` spans the
+        whole vocabulary. Rows whose nucleus is wider than the candidates come back
+        apart, as (their row numbers, their logits filtered by transformers' own code
+        over the whole vocabulary), and their entries in ``values`` are not to be used.
         """
         import torch
 
-        if self.temperature != 1.0:
-            scores = scores / self.temperature
         if self.top_p is None:
             if not self.top_k:
-                return scores, None
-            return torch.topk(scores, min(self.top_k, scores.shape[-1]), dim=-1)
+                return scores, None, None
+            values, indices = torch.topk(scores, min(self.top_k, scores.shape[-1]), dim=-1)
+            return values, indices, None
         if self.top_k and self.top_k <= _TOP_P_CANDIDATES:
             values, indices = torch.topk(scores, self.top_k, dim=-1)
             probs = torch.softmax(values, dim=-1)  # top-k renormalised, as top-p sees it
+            covered = None
         elif self.top_k:
-            return self._full(scores), None
+            return self._full(scores), None, None
         else:
             values, indices = torch.topk(scores, min(_TOP_P_CANDIDATES, scores.shape[-1]), dim=-1)
             probs = torch.softmax(scores, dim=-1).gather(1, indices)
-            if not bool((probs.sum(-1) >= self.top_p).all()):
-                return self._full(scores), None  # a nucleus wider than the candidates
+            covered = probs.sum(-1) >= self.top_p
         before = probs.cumsum(-1) - probs  # the mass ranked above each candidate
         keep = before < self.top_p  # transformers removes a token once that reaches top_p
         keep[:, 0] = True
-        return values.masked_fill(~keep, float("-inf")), indices
+        values = values.masked_fill(~keep, float("-inf"))
+        wide = None
+        if covered is not None and not bool(covered.all()):
+            rows = (~covered).nonzero().squeeze(1)
+            wide = (rows, self._full(scores[rows]))
+        return values, indices, wide
 
     def _full(self, scores: Any) -> Any:
         """transformers' own filtering, for a nucleus wider than the candidates."""

@@ -44,12 +44,7 @@ def _hf_kept(args: dict, scores: torch.Tensor) -> torch.Tensor:
 
 
 def _our_kept(args: dict, scores: torch.Tensor) -> torch.Tensor:
-    values, indices = Sampler(args).candidates(scores.clone())
-    if indices is None:
-        return torch.isfinite(values)
-    kept = torch.zeros_like(scores, dtype=torch.bool)
-    kept.scatter_(1, indices, torch.isfinite(values))
-    return kept
+    return Sampler(args).kept(scores.clone())
 
 
 SETTINGS = [
@@ -71,10 +66,16 @@ def test_the_sampler_keeps_exactly_the_tokens_transformers_keeps(args, spread):
     assert torch.equal(_our_kept(args, scores), _hf_kept(args, scores))
 
 
-def test_a_flat_nucleus_wider_than_the_candidates_falls_back():
-    scores = torch.zeros(2, 5000)  # every token equally likely: top-p 0.9 keeps 4,500
+def test_a_flat_nucleus_wider_than_the_candidates_falls_back_for_that_row_only():
+    torch.manual_seed(3)
+    scores = torch.randn(3, 5000) * 8
+    scores[1] = 0.0  # every token equally likely: top-p 0.9 keeps 4,500 of this row
     args = {"do_sample": True, "top_k": 0, "top_p": 0.9}
-    assert torch.equal(_our_kept(args, scores), _hf_kept(args, scores))
+    kept = _our_kept(args, scores)
+    assert torch.equal(kept, _hf_kept(args, scores))
+    assert kept[1].sum() == 4500 and kept[0].sum() < 1024
+    drawn = Sampler(args)(None, scores).argmax(-1)
+    assert kept[torch.arange(3), drawn].all()
 
 
 def test_draws_follow_the_distribution():
