@@ -52,6 +52,9 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     return (text[: min(cuts)], True) if cuts else (text, False)
 
 
+_SCORE_ROWS = 4  # sequences per teacher-forced scoring pass
+
+
 class HFBackend:
     """Generation with a transformers causal LM, batched with left padding."""
 
@@ -237,18 +240,24 @@ class HFBackend:
         repeat = sequences.shape[0] // prompt_mask.shape[0]
         mask = mask.repeat_interleave(repeat, dim=0)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        with torch.inference_mode():
-            logits = self.model(
-                input_ids=sequences, attention_mask=mask, position_ids=positions,
-                logits_to_keep=generated + 1,
-            ).logits.float()
-            # One contiguous row at a time: logsumexp over a sliced (strided) view of
-            # this tensor took 20 times longer here.
-            flat = logits.reshape(-1, logits.shape[-1])
-            lse = torch.stack([row.logsumexp(-1) for row in flat]).reshape(logits.shape[:2])
-            chosen = sequences[:, prompt_len:].unsqueeze(-1)
-            picked = logits[:, :-1].gather(-1, chosen).squeeze(-1)
-        return (picked - lse[:, :-1]).cpu()
+        parts = []
+        # A few sequences at a time: the logits of all of them at once (25 sequences x
+        # 33 positions x 262,144) would take most of a gigabyte.
+        for start in range(0, sequences.shape[0], _SCORE_ROWS):
+            rows = slice(start, start + _SCORE_ROWS)
+            with torch.inference_mode():
+                logits = self.model(
+                    input_ids=sequences[rows], attention_mask=mask[rows],
+                    position_ids=positions[rows], logits_to_keep=generated + 1,
+                ).logits.float()
+                # One contiguous row at a time: logsumexp over a sliced (strided) view
+                # of this tensor took 20 times longer here.
+                flat = logits.reshape(-1, logits.shape[-1])
+                lse = torch.stack([r.logsumexp(-1) for r in flat]).reshape(logits.shape[:2])
+                chosen = sequences[rows, prompt_len:].unsqueeze(-1)
+                picked = logits[:, :-1].gather(-1, chosen).squeeze(-1)
+            parts.append((picked - lse[:, :-1]).cpu())
+        return torch.cat(parts)
 
 
 class _LogprobRecorder:
