@@ -217,9 +217,9 @@ def test_a_banned_special_token_is_banned_by_its_id(hf_loaded) -> None:
 def test_batch_rows_count_beams_and_returned_sequences(hf_loaded) -> None:
     backend = HFBackend(hf_loaded, rows=12)
     assert backend.batch_rows(GREEDY) == 12
-    # settings with several rows per prompt get twice the rows: 24 // 5 beams
-    assert backend.batch_rows(Setting("beam", PRESETS["beam"])) == 4
-    assert backend.batch_rows(Setting("top_k_top_p_3", PRESETS["top_k_top_p_3"])) == 8
+    # settings with several rows per prompt get half as many rows again: 18 // 5 beams
+    assert backend.batch_rows(Setting("beam", PRESETS["beam"])) == 3
+    assert backend.batch_rows(Setting("top_k_top_p_3", PRESETS["top_k_top_p_3"])) == 6
     assert HFBackend(hf_loaded, rows=2).batch_rows(Setting("beam", PRESETS["beam"])) == 1
 
 
