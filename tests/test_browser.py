@@ -28,7 +28,7 @@ FLAGS = [
 ]
 MODEL_INFO = {"name": "tiny-model", "type": "fake", "device": "cpu", "dtype": "float32",
               "fingerprint": "0" * 64}
-XSS = '<img src=x onerror="window.pwned=1">'
+XSS = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
 
 
 def _need_browser() -> Any:
@@ -139,7 +139,7 @@ def test_the_report_works_in_a_real_browser(browser, small_run: Path, tmp_path: 
     # an output that is HTML shows as text and runs nothing
     assert page.get_by_text(XSS).first.is_visible()
     assert page.evaluate("window.pwned") is None and visit.dialogs == []
-    assert visit.count(".item img") == 0
+    assert visit.count(".item img") == 0 and visit.count(".item script") == 0
     # the prompt opens on a click
     prompt = page.locator(".item").first.locator("details").first
     prompt.locator("summary").click()
