@@ -12,7 +12,8 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,6 @@ class Plan:
     requests: list[runner.Request]
     options: Options
     model: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def likelihood(self) -> bool:
@@ -223,11 +223,9 @@ def finished_records(run_dir: Path, plan: Plan) -> list[runner.Record]:
         )
     path = run_dir / "samples.jsonl"
     records = runner.load_records(path) if path.exists() else []
-    expected = {runner.request_id(r): r.setting.sequences for r in plan.requests}
-    counts: dict[tuple, int] = {}
-    for record in records:
-        counts[runner.request_id(record)] = counts.get(runner.request_id(record), 0) + 1
-    kept = [r for r in records if counts[runner.request_id(r)] == expected.get(runner.request_id(r))]
+    expected = {r.id: r.setting.sequences for r in plan.requests}
+    counts = Counter(runner.record_id(r) for r in records)
+    kept = [r for r in records if counts[runner.record_id(r)] == expected.get(runner.record_id(r))]
     scratch = path.with_suffix(".jsonl.tmp")
     with scratch.open("w", encoding="utf-8") as handle:
         for record in kept:
@@ -253,8 +251,8 @@ def execute(
     from tqdm import tqdm
 
     done = done or []
-    finished = {runner.request_id(r) for r in done}
-    pending = [r for r in plan.requests if runner.request_id(r) not in finished]
+    finished = {runner.record_id(r) for r in done}
+    pending = [r for r in plan.requests if r.id not in finished]
     started = time.perf_counter()
     report.save_run_json(run_dir, run_metadata(plan, model_info, {"load_s": round(load_s, 2)}))
     with (

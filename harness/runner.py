@@ -29,6 +29,11 @@ class Request:
     setting: Setting
     seed: int | None
 
+    @property
+    def id(self) -> tuple[str, int | None, int, int]:
+        """What identifies the request within a run (see ``record_id``)."""
+        return (self.setting.name, self.seed, self.prompt.item, self.prompt.shots)
+
 
 def plan(prompts: list[Prompt], settings: list[Setting], seeds: list[int]) -> list[Request]:
     """Every generation call of a run: sampled settings once per seed, others once."""
@@ -93,13 +98,9 @@ def run(
     return sorted(records, key=order)
 
 
-def request_id(record_or_request: Record | Request) -> tuple[str, int | None, int, int]:
-    """What identifies a request within a run: setting, seed, item and shot count."""
-    if isinstance(record_or_request, Request):
-        r = record_or_request
-        return (r.setting.name, r.seed, r.prompt.item, r.prompt.shots)
-    rec = record_or_request
-    return (rec["setting"], rec["seed"], rec["item"], rec["shots"])
+def record_id(record: Record) -> tuple[str, int | None, int, int]:
+    """The request a record answers: its setting, seed, item and shot count."""
+    return (record["setting"], record["seed"], record["item"], record["shots"])
 
 
 def _key(request: Request, options: Options, fingerprint: str) -> str:
