@@ -15,7 +15,15 @@ from . import prefill
 from .decoding import Setting
 from .errors import HarnessError
 from .models import LoadedModel
-from .speedups import FAST_SAMPLING_ARGS, Sampler, blocked_projection, fast_sampling_applies
+from .speedups import (
+    FAST_SAMPLING_ARGS,
+    Sampler,
+    blocked_projection,
+    fast_sampling_applies,
+    row_logsumexp,
+    screen_top,
+    screening,
+)
 
 
 @dataclass(frozen=True)
@@ -63,12 +71,16 @@ class HFBackend:
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         on_cuda = loaded.device.startswith("cuda")
-        # Rows (prompts x beams or returned sequences) generated at once. On this CPU the
-        # output projection dominates and its cost per row falls up to ~64 rows.
+        # Rows (prompts x beams or returned sequences) generated at once. On this CPU,
+        # 64 rows ran greedy decoding 30% faster than 48. Beam search holds more
+        # memory a row (transformers' beam scores over the whole vocabulary): at 60 rows
+        # the emotion run peaked at 3.04 GB, so settings with several rows per prompt
+        # get at most 50.
         self.rows = rows or (256 if on_cuda else 64)
-        head = self.model.get_output_embeddings()
-        if not on_cuda and head is not None and head.weight.shape[0] >= 16384:
-            blocked_projection(head)
+        self.multi_rows = self.rows if on_cuda or rows else 50
+        self.head = self.model.get_output_embeddings()
+        if not on_cuda and self.head is not None and self.head.weight.shape[0] >= 16384:
+            blocked_projection(self.head)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._stop_matchers: dict[str, Any] = {}
@@ -77,13 +89,9 @@ class HFBackend:
         return [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
 
     def batch_rows(self, setting: Setting) -> int:
-        """Prompts per batch. Beams and returned sequences share their prompt's reading
-        (prefill), so their batches may hold more rows. Measured here on 5-beam search
-        over few-shot prompts: 120 rows a batch ran 8% faster than 60, but its peak memory
-        was 3.24 GB against 2.61 GB; 96 rows sit between. For one sequence per prompt,
-        64 rows beat 128 (33.0 s against 43.4 s for 120 greedy prompts): the longer
-        padding of a larger batch costs more than it saves."""
-        rows = self.rows * 3 // 2 if setting.rows_per_prompt > 1 else self.rows
+        """Prompts per batch: ``rows`` counts every beam and returned sequence (each
+        holds a KV cache and a row of logits, whatever prompt it continues)."""
+        rows = self.rows if setting.rows_per_prompt == 1 else min(self.rows, self.multi_rows)
         return max(1, rows // setting.rows_per_prompt)
 
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[Any]]:
@@ -99,7 +107,9 @@ class HFBackend:
         import torch
 
         try:
-            return self._generate(prompts, setting, seed, options)
+            outputs = self._generate(prompts, setting, seed, options)
+            _give_back_freed_memory()
+            return outputs
         except torch.OutOfMemoryError:
             if len(prompts) == 1:
                 raise HarnessError(
@@ -121,12 +131,16 @@ class HFBackend:
         from transformers import GenerationConfig, StoppingCriteriaList
 
         tok = self.tokenizer
-        batch = prefill.lay_out(tok(prompts)["input_ids"], tok.pad_token_id, self.model.device)
-        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         # a setting's own max_new_tokens wins over the task's
         args = {"max_new_tokens": options.max_new_tokens, **setting.args}
+        batch, cache = prefill.read(
+            self.model, tok(prompts)["input_ids"], tok.pad_token_id,
+            repeat=setting.rows_per_prompt, room=args["max_new_tokens"],
+        )
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
         processors: list[Any] = []
         repeat = 1
+        top = screen_top(args)  # how many tokens a row the bfloat16 screen keeps exact
         if fast_sampling_applies(args):
             # Sampling runs in our processor; transformers then decodes greedily, on
             # prompts that we repeat once per returned sequence.
@@ -146,20 +160,17 @@ class HFBackend:
             extra["stopping_criteria"] = StoppingCriteriaList(matchers)
         if options.bad_words:
             config.bad_words_ids = self._bad_words_ids(options.bad_words)
-        cache = prefill.prefill(self.model, batch, setting.rows_per_prompt)
         if cache is not None:
             extra["cache"] = cache
         if repeat > 1:
             inputs = {k: v.repeat_interleave(repeat, dim=0) for k, v in inputs.items()}
         recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
-        if recorder:
-            processors.insert(0, recorder)
         if processors:
             extra["logits_processor"] = processors
         if seed is not None:
             torch.manual_seed(seed)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), screening(self.head, top):
                 out = self.model.generate(**inputs, generation_config=config, **extra)
         finally:
             if recorder:
@@ -261,40 +272,65 @@ class HFBackend:
         return torch.cat(parts)
 
 
+def _give_back_freed_memory() -> None:
+    """Hand memory freed by a batch back to the system.
+
+    glibc keeps freed blocks of under 32 MB for reuse, so the next batch's peak would
+    come on top of them: on the emotion run, 550 MB more resident after each batch.
+    ``malloc_trim`` returns them (where the C library has it) in a few milliseconds.
+    """
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return
+    trim(0)
+
+
 class _LogprobRecorder:
     """Records the log-probability of each generated token under the model's raw logits.
 
-    A forward hook keeps the last step's logits; at the next step this logits processor
-    sees which token was chosen from them. Processors (temperature, top-k, ...) change
-    what is sampled, not the model's own probability of it.
+    A forward hook keeps each step's last-position logits and their log-sum-exp; the
+    next forward's pre-hook sees which token was chosen from them (it is that forward's
+    input), takes its log-probability and lets the logits go before the model runs
+    again. Processors (temperature, top-k, ...) change what is sampled, not the model's
+    own probability of it.
     """
 
     def __init__(self, model: Any) -> None:
-        self.previous: Any = None
-        self.current: Any = None
+        self.last: tuple[Any, Any] | None = None
         self.steps: list[Any] = []
-        self._handle = model.register_forward_hook(self._hook)
+        self._handles = [
+            model.register_forward_pre_hook(self._before, with_kwargs=True),
+            model.register_forward_hook(self._after),
+        ]
 
-    def _hook(self, module: Any, args: Any, output: Any) -> None:
+    def _before(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        if self.last is not None:
+            ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+            self._take(ids[:, -1:])
+
+    def _after(self, module: Any, args: Any, output: Any) -> None:
         logits = output.logits[:, -1, :].float()
-        self.previous, self.current = self.current, (logits, logits.logsumexp(-1))
+        self.last = (logits, row_logsumexp(logits))
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if self.previous is not None:
-            logits, lse = self.previous
-            self.steps.append(logits.gather(1, input_ids[:, -1:]).squeeze(1) - lse)
-        return scores
+    def _take(self, chosen: Any) -> None:
+        assert self.last is not None
+        logits, lse = self.last
+        self.steps.append(logits.gather(1, chosen).squeeze(1) - lse)
+        self.last = None
 
     def close(self) -> None:
-        self._handle.remove()
+        for handle in self._handles:
+            handle.remove()
 
     def result(self, new_tokens: Any) -> Any:
         import torch
 
-        if new_tokens.shape[1] > len(self.steps) and self.current is not None:
-            logits, lse = self.current
-            self.steps.append(logits.gather(1, new_tokens[:, -1:]).squeeze(1) - lse)
-        self.previous = self.current = None
+        if new_tokens.shape[1] > len(self.steps) and self.last is not None:
+            self._take(new_tokens[:, -1:])
+        self.last = None
         if not self.steps:
             return torch.zeros_like(new_tokens, dtype=torch.float32).cpu()
         return torch.stack(self.steps, dim=1).cpu()

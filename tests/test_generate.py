@@ -74,6 +74,53 @@ def test_a_left_padded_batch_gives_the_same_outputs_as_one_prompt_at_a_time(
             assert g.mean_logprob == pytest.approx(h.mean_logprob, abs=1e-4)
 
 
+INSTRUCTION = "다음 문장에 담긴 감정을 기쁨, 슬픔, 분노, 불안, 중립 중 하나로 고르세요.\n\n"
+
+
+@pytest.mark.parametrize("preset", ["greedy", "beam_5_sequences", "top_k"])
+@pytest.mark.parametrize("instruction", ["", INSTRUCTION])
+def test_prompts_read_in_groups_of_similar_length_give_the_outputs_of_one_group(
+    loaded, preset: str, instruction: str, monkeypatch
+) -> None:
+    from harness import prefill
+
+    backend = HFBackend(loaded)
+    setting = Setting(preset, PRESETS[preset])
+    options = Options(max_new_tokens=10)
+    prompts = PROMPTS + [PROMPTS[1] + " 오늘", PROMPTS[2] + "?"]
+    prompts = [instruction + p for p in prompts]
+    ids = loaded.tokenizer(prompts)["input_ids"]
+    # with the instruction, the rows share a prefix that is read once
+    assert bool(prefill.common_prefix(ids)) == bool(instruction)
+    monkeypatch.setattr(prefill, "PASS_COST", 10**6)  # one group, padded
+    assert len(prefill.groups(backend.count_tokens(prompts))) == 1
+    together = backend.generate(prompts, setting, 7, options)
+    monkeypatch.setattr(prefill, "PASS_COST", 0)  # now every length is read apart
+    assert len(prefill.groups(backend.count_tokens(prompts))) == len(prompts)
+    apart = backend.generate(prompts, setting, 7, options)
+
+    assert [[g.raw for g in rows] for rows in apart] == [[g.raw for g in rows] for rows in together]
+    for rows, others in zip(apart, together):
+        for g, h in zip(rows, others):
+            assert g.mean_logprob == pytest.approx(h.mean_logprob, abs=1e-4)
+
+
+def test_groups_cut_sorted_lengths_where_padding_costs_more_than_a_pass() -> None:
+    from harness.prefill import PASS_COST, groups
+
+    assert groups([5]) == [[0]]
+    # two clusters far apart: reading them together would pad 10 short rows by 100
+    lengths = [110, 10, 12, 108, 11] * 2
+    found = groups(lengths)
+    assert sorted(i for g in found for i in g) == list(range(10))
+    assert [sorted(lengths[i] for i in g) for g in found] == [
+        [10, 10, 11, 11, 12, 12], [108, 108, 110, 110]
+    ]
+    # rows of nearly one length stay together: a pass costs more than the padding
+    assert len(groups([40, 41, 42, 43])) == 1
+    assert PASS_COST > 0
+
+
 def test_greedy_output_is_what_transformers_generates(loaded) -> None:
     backend = HFBackend(loaded)
     generation = backend.generate([PROMPTS[0]], GREEDY, None, Options(max_new_tokens=8))[0][0]
@@ -217,9 +264,9 @@ def test_a_banned_special_token_is_banned_by_its_id(hf_loaded) -> None:
 def test_batch_rows_count_beams_and_returned_sequences(hf_loaded) -> None:
     backend = HFBackend(hf_loaded, rows=12)
     assert backend.batch_rows(GREEDY) == 12
-    # settings with several rows per prompt get half as many rows again: 18 // 5 beams
-    assert backend.batch_rows(Setting("beam", PRESETS["beam"])) == 3
-    assert backend.batch_rows(Setting("top_k_top_p_3", PRESETS["top_k_top_p_3"])) == 6
+    # every beam and returned sequence is a row: 12 // 5 beams
+    assert backend.batch_rows(Setting("beam", PRESETS["beam"])) == 2
+    assert backend.batch_rows(Setting("top_k_top_p_3", PRESETS["top_k_top_p_3"])) == 4
     assert HFBackend(hf_loaded, rows=2).batch_rows(Setting("beam", PRESETS["beam"])) == 1
 
 

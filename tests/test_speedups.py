@@ -12,7 +12,14 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from harness.speedups import Sampler, blocked_projection, fast_sampling_applies
+from harness.speedups import (
+    ScreenedProjection,
+    Sampler,
+    blocked_projection,
+    fast_sampling_applies,
+    screen_top,
+    screening,
+)
 
 
 def test_the_blocked_projection_equals_the_plain_one():
@@ -29,6 +36,84 @@ def test_the_blocked_projection_equals_the_plain_one():
     loss = linear(x).sum()
     loss.backward()
     assert linear.weight.grad is not None
+
+
+def _logit_like(rows: int, vocab: int = 6000, width: int = 64) -> tuple[torch.Tensor, ...]:
+    """Hidden states and an output matrix whose products look like a model's logits:
+    a few dozen tokens well above a long tail, some of them nearly tied."""
+    torch.manual_seed(1)
+    weight = torch.randn(vocab, width) / width**0.5
+    x = torch.randn(rows, width) * 4
+    # near ties: copies of the best row of each x, nudged by less than bfloat16 resolves
+    best = F.linear(x, weight).argmax(1)
+    weight[:rows] = weight[best] + 1e-4 * torch.randn(rows, width)
+    return x, weight
+
+
+def test_the_screened_projection_keeps_float32_logits_for_every_token_decoding_picks():
+    x, weight = _logit_like(rows=16)
+    exact = F.linear(x, weight)
+    with torch.no_grad():
+        got = ScreenedProjection(weight, top=64)(x)
+    assert got.shape == exact.shape
+    # the top 64 of each row: the same tokens, in the same order, with float32 values
+    top_exact, top_got = exact.topk(64, dim=1), got.topk(64, dim=1)
+    assert torch.equal(top_got.indices, top_exact.indices)
+    assert torch.allclose(top_got.values, top_exact.values, atol=1e-5)
+    assert torch.equal(got.argmax(1), exact.argmax(1))  # greedy picks the float32 argmax
+    # the tail was screened in bfloat16: close, not equal
+    tail = exact < exact.topk(64, dim=1).values[:, -1:] - 1.0
+    assert (got[tail] - exact[tail]).abs().max() < 0.1
+    assert not torch.equal(got[tail], exact[tail])
+    assert torch.allclose(got.logsumexp(1), exact.logsumexp(1), atol=1e-3)
+
+
+def test_the_plain_bfloat16_product_would_pick_other_tokens_on_near_ties():
+    # what the float32 recomputation is for: without it, near-tied rows flip
+    x, weight = _logit_like(rows=64)
+    exact = F.linear(x, weight)
+    screened = torch.mm(x.bfloat16(), weight.bfloat16().t()).float()
+    assert not torch.equal(screened.argmax(1), exact.argmax(1))
+
+
+def test_screening_applies_only_inside_its_block(monkeypatch):
+    import harness.speedups as speedups
+
+    monkeypatch.setattr(speedups, "native_bfloat16", lambda: True)
+    x, weight = _logit_like(rows=16, vocab=20000)
+    linear = torch.nn.Linear(64, weight.shape[0], bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+    blocked_projection(linear)
+    with torch.inference_mode():
+        exact = linear(x)
+        with screening(linear):
+            screened = linear(x)
+        after = linear(x)
+    assert torch.equal(exact, after)
+    assert not torch.equal(screened, exact)
+    assert torch.equal(screened.argmax(1), exact.argmax(1))
+
+
+@pytest.mark.parametrize(
+    ("preset", "top"),
+    [
+        ("greedy", 64), ("beam", 1024), ("beam_no_repeat", 1024), ("top_k", 1024),
+        ("top_p", 1024), ("top_k_top_p_3", 1024),
+        ("sample", None),  # draws from the whole vocabulary
+        ("temperature_0.7", None),
+    ],
+)
+def test_the_screen_serves_only_settings_whose_choices_it_keeps_exact(preset, top):
+    from harness.decoding import PRESETS
+
+    assert screen_top(PRESETS[preset]) == top
+
+
+def test_the_screen_leaves_transformers_own_sampling_alone():
+    assert screen_top({"do_sample": True, "typical_p": 0.9}) is None
+    assert screen_top({"do_sample": True, "top_k": 5000}) is None
+    assert screen_top({"num_beams": 4, "do_sample": True}) is None
 
 
 def _hf_kept(args: dict, scores: torch.Tensor) -> torch.Tensor:
