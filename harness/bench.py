@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import pipeline, runner
+from .backend import Options
 from .decoding import Setting
-from .generate import HFBackend, Options
+from .generate import HFBackend
 from .models import LoadedModel
 
 
@@ -88,7 +89,8 @@ def run_bench(
     started = time.perf_counter()
     loaded = load_model(model, device)
     backend = HFBackend(loaded)
-    backend.generate([plan.prompts[0].text], plan.settings[0], seed, Options(max_new_tokens=1))
+    warm = runner.Request(plan.prompts[0], plan.settings[0], seed)
+    backend.generate([warm.prompt.text], warm.setting, [warm.own_seed], Options(max_new_tokens=1))
     ready_s = time.perf_counter() - started
 
     picked = random.Random(0).sample(plan.prompts, min(sample, len(plan.prompts)))

@@ -1,9 +1,10 @@
 """The result cache: finished generations, keyed by everything that changes them.
 
-A key covers the model's fingerprint (its files' contents, not its name), the exact
-prompt, the full decoding setting, the shared options (max_new_tokens, stop strings,
-banned words) and the seed; the value holds every returned sequence of that request, in
-order. SQLite in WAL mode lets two runs read and write the same cache at once.
+A key covers the scope (the model's fingerprint, over its files' contents rather than
+its name, and the backend's ``identity()``: engine, speed-ups, device, precision), the
+exact prompt, the full decoding setting, the shared options (max_new_tokens, stop
+strings, banned words) and the seed; the value holds every returned sequence of that
+request, in order. SQLite in WAL mode lets two runs read and write the same cache at once.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .generate import Generation, Options
+from .backend import Generation, Options
 
-# Bump when generation or its records change in a way that old entries would misstate.
-FORMAT = 1
+# Bump when generation or its records change in a way that old entries would misstate
+# (2: keyed sampling, one seed a request).
+FORMAT = 2
 
 
 def request_key(
-    fingerprint: str, prompt: str, args: dict[str, Any], options: Options, seed: int | None
+    scope: dict[str, Any], prompt: str, args: dict[str, Any], options: Options,
+    seed: int | None,
 ) -> str:
     payload = {
         "format": FORMAT,
-        "model": fingerprint,
+        "scope": scope,
         "prompt": prompt,
         "args": args,
         "max_new_tokens": options.max_new_tokens,

@@ -12,7 +12,7 @@ from . import __version__
 from .errors import HarnessError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
-LATEST = Path("<latest>")  # --resume with no folder named
+LATEST = Path("<latest>")  # --resume with no folder named (pipeline.LATEST)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--presets", type=_str_list, metavar="a,b", help="presets instead of the task's settings")
     run.add_argument("--seed", type=_int_list, metavar="S", help="seed(s) for sampled settings")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    run.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"],
+                     help="transformers (hf) or vLLM; auto: vLLM where CUDA and vLLM are there")
+    run.add_argument("--plain", action="store_true",
+                     help="transformers' own generate, without the harness's speed-ups")
     run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
     run.add_argument(
         "--resume", nargs="?", type=Path, const=LATEST, metavar="RUN_DIR",
@@ -87,53 +91,31 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import pipeline, report
-    from .cache import ResultCache
-    from .generate import HFBackend
-    from .models import cache_root, load_model
 
-    overrides = pipeline.Overrides(
-        shots=args.shots, presets=args.presets, seeds=args.seed, limit=args.limit,
-        model=args.model,
+    config = pipeline.RunConfig(
+        task=args.task,
+        overrides=pipeline.Overrides(
+            shots=args.shots, presets=args.presets, seeds=args.seed, limit=args.limit,
+            model=args.model,
+        ),
+        backend=args.backend, device=args.device, fast=not args.plain, out=args.out,
+        resume=pipeline.LATEST if args.resume == LATEST else args.resume,
+        cache=not args.no_cache,
     )
-    plan = pipeline.prepare(args.task, overrides)
-    print(plan.describe(), file=sys.stderr)
-    done: list = []
-    if args.resume:
-        run_dir = args.resume
-        if run_dir == LATEST:
-            run_dir = pipeline.latest_run(args.out, plan.task.spec.name)
-        done = pipeline.finished_records(run_dir, plan)
-        print(f"resuming {run_dir}: {len(done)} of {plan.n_outputs} outputs done", file=sys.stderr)
-    else:
-        pipeline.check_writable(args.out)
-    loaded = load_model(plan.model, args.device)
-    print(
-        f"model {loaded.name} on {loaded.device} ({loaded.dtype}), ready in {loaded.load_s:.1f} s",
-        file=sys.stderr,
-    )
-    if args.resume:
-        pipeline.check_same_model(run_dir, loaded.fingerprint)
-    else:
-        run_dir = pipeline.new_run_dir(args.out, plan.task.spec.name)
-    cache = None if args.no_cache else ResultCache(cache_root() / "results.sqlite")
     try:
-        records = pipeline.execute(
-            plan, HFBackend(loaded), loaded.describe(), run_dir, loaded.load_s, cache, done
-        )
-    except KeyboardInterrupt:
+        done = pipeline.run(config)
+    except pipeline.Interrupted as stop:
         print(
-            f"\nharness: interrupted; finished outputs are kept in {run_dir}\n"
-            f"resume with: harness run {args.task} --resume {run_dir}",
+            f"\nharness: interrupted; finished outputs are kept in {stop.run_dir}\n"
+            f"resume with: harness run {args.task} --resume {stop.run_dir}",
             file=sys.stderr,
         )
         return 130
-    finally:
-        if cache:
-            cache.close()
-    summary = report.summarize(plan.task.spec.kind, records)
-    columns = report.metric_columns(plan.task.spec.kind, plan.task.spec.metrics)[:4]
+    spec = done.plan.task.spec
+    summary = report.summarize(spec.kind, done.records)
+    columns = report.metric_columns(spec.kind, spec.metrics)[:4]
     print(_table(summary, columns))
-    print(f"report: {run_dir / 'index.html'}")
+    print(f"report: {done.run_dir / 'index.html'}")
     return 0
 
 

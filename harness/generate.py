@@ -1,64 +1,43 @@
-"""Batched generation with a transformers model: the harness's one real backend.
+"""The transformers backend: batched generation and label ranking with a causal LM.
 
-A backend takes the prompts of one decoding setting and returns, for each prompt, the
-setting's returned sequences. The runner only sees this small interface, so tests can
-put a fake in its place.
+It implements ``backend.Backend``. Two paths, one switch (``fast``):
+
+- the plain path is transformers' own: a left-padded batch through ``model.generate``,
+  with transformers' warpers for sampling;
+- the fast path (the default) reads prompts with ``prefill`` (length groups, a shared
+  prefix read once, a cache with room to grow), computes the output projection with
+  ``speedups`` (float32 blocks, a bfloat16 screen with exact top tokens) and samples with
+  the fast ``speedups.Sampler``. Each speed-up says in its module when it is exact.
+
+On both paths a sampled row draws with keyed noise (``sampling``), so fast and plain give
+the same samples for the same logits, and a request's samples depend on its seed alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from . import prefill
+from .backend import Generation, LabelScore, Options, cut_at_stop
 from .decoding import Setting
 from .errors import HarnessError
 from .models import LoadedModel
+from .sampling import WARPER_ARGS, KeyedDraw, row_keys, warpers
 from .speedups import (
-    FAST_SAMPLING_ARGS,
     Sampler,
     blocked_projection,
+    fast_head,
     fast_sampling_applies,
+    native_bfloat16,
     row_logsumexp,
     screen_top,
-    screening,
 )
 
-
-@dataclass(frozen=True)
-class Options:
-    """What every setting of a task shares."""
-
-    max_new_tokens: int = 32
-    stop: tuple[str, ...] = ()
-    bad_words: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Generation:
-    text: str  # the answer: the generated text cut at the first stop string
-    raw: str  # everything generated, special tokens left out
-    n_tokens: int  # generated tokens, up to and including eos or the stop string
-    mean_logprob: float | None  # mean log-probability of those tokens under the model
-    stop_reason: str  # "eos", "stop" (a stop string) or "length"
-
-
-class Backend(Protocol):
-    def count_tokens(self, texts: list[str]) -> list[int]: ...
-
-    def batch_rows(self, setting: Setting) -> int: ...
-
-    def generate(
-        self, prompts: list[str], setting: Setting, seed: int | None, options: Options
-    ) -> list[list[Generation]]: ...
-
-
-def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
-    """The text before the first stop string, and whether one was found."""
-    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return (text[: min(cuts)], True) if cuts else (text, False)
-
+# generate() arguments the harness applies itself when a setting samples (beams aside):
+# the draw, then greedy decoding of rows repeated once per returned sequence.
+_DRAW_ARGS = {"do_sample", "num_return_sequences", *WARPER_ARGS}
 
 _SCORE_ROWS = 4  # sequences per teacher-forced scoring pass
 
@@ -66,8 +45,11 @@ _SCORE_ROWS = 4  # sequences per teacher-forced scoring pass
 class HFBackend:
     """Generation with a transformers causal LM, batched with left padding."""
 
-    def __init__(self, loaded: LoadedModel, rows: int | None = None) -> None:
+    name = "hf"
+
+    def __init__(self, loaded: LoadedModel, rows: int | None = None, fast: bool = True) -> None:
         self.loaded = loaded
+        self.fast = fast
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         on_cuda = loaded.device.startswith("cuda")
@@ -79,11 +61,29 @@ class HFBackend:
         self.rows = rows or (256 if on_cuda else 64)
         self.multi_rows = self.rows if on_cuda or rows else 50
         self.head = self.model.get_output_embeddings()
-        if not on_cuda and self.head is not None and self.head.weight.shape[0] >= 16384:
+        self.on_cpu = not on_cuda
+        if fast and self.on_cpu and self.head is not None and self.head.weight.shape[0] >= 16384:
             blocked_projection(self.head)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._stop_matchers: dict[str, Any] = {}
+
+    def identity(self) -> dict[str, Any]:
+        """What besides the request decides an output: the speed-ups (the bfloat16 screen
+        moves far-off logits, hence log-probabilities, by up to ~1e-3), device, dtype."""
+        return {
+            "backend": self.name,
+            "fast": self.fast,
+            "bf16_screen": self.fast and self.on_cpu and native_bfloat16(),
+            "device": self.loaded.device,
+            "dtype": self.loaded.dtype,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return self.loaded.describe()
+
+    def close(self) -> None:
+        pass  # the model is freed with the backend; nothing runs in the background
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
@@ -91,23 +91,25 @@ class HFBackend:
     def batch_rows(self, setting: Setting) -> int:
         """Prompts per batch: ``rows`` counts every beam and returned sequence (each
         holds a KV cache and a row of logits, whatever prompt it continues)."""
+        if _beam_sampling(setting):
+            return 1  # transformers draws for beams from one generator: a prompt at a time
         rows = self.rows if setting.rows_per_prompt == 1 else min(self.rows, self.multi_rows)
         return max(1, rows // setting.rows_per_prompt)
 
-    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[Any]]:
+    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
         """Each label's log-probability after each prompt (``scoring: likelihood``)."""
         from .likelihood import rank_labels
 
         return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows)
 
     def generate(
-        self, prompts: list[str], setting: Setting, seed: int | None, options: Options
+        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
     ) -> list[list[Generation]]:
         """Generate for a batch; on running out of GPU memory, halve it and go on smaller."""
         import torch
 
         try:
-            outputs = self._generate(prompts, setting, seed, options)
+            outputs = self._generate(prompts, setting, seeds, options)
             _give_back_freed_memory()
             return outputs
         except torch.OutOfMemoryError:
@@ -120,12 +122,25 @@ class HFBackend:
             self.rows = max(setting.rows_per_prompt, self.rows // 2)
             half = len(prompts) // 2
             print(f"out of memory: batches of {self.rows} rows from now on", file=sys.stderr)
-            return self.generate(prompts[:half], setting, seed, options) + self.generate(
-                prompts[half:], setting, seed, options
+            return self.generate(prompts[:half], setting, seeds[:half], options) + self.generate(
+                prompts[half:], setting, seeds[half:], options
             )
 
+    def _inputs(self, prompts: list[str], repeat: int, room: int) -> tuple[dict[str, Any], Any]:
+        """The batch ``generate`` continues, and a cache of all but its last column (fast
+        path) or None (plain: transformers reads the left-padded prompts itself)."""
+        tok = self.tokenizer
+        ids = tok(prompts)["input_ids"]
+        if self.fast:
+            batch, cache = prefill.read(self.model, ids, tok.pad_token_id, repeat=repeat,
+                                        room=room)
+            return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}, cache
+        padded = tok.pad({"input_ids": ids}, return_tensors="pt")
+        device = self.model.device
+        return {k: padded[k].to(device) for k in ("input_ids", "attention_mask")}, None
+
     def _generate(
-        self, prompts: list[str], setting: Setting, seed: int | None, options: Options
+        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
     ) -> list[list[Generation]]:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
@@ -133,20 +148,20 @@ class HFBackend:
         tok = self.tokenizer
         # a setting's own max_new_tokens wins over the task's
         args = {"max_new_tokens": options.max_new_tokens, **setting.args}
-        batch, cache = prefill.read(
-            self.model, tok(prompts)["input_ids"], tok.pad_token_id,
-            repeat=setting.rows_per_prompt, room=args["max_new_tokens"],
-        )
-        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        inputs, cache = self._inputs(prompts, setting.rows_per_prompt, args["max_new_tokens"])
         processors: list[Any] = []
         repeat = 1
-        top = screen_top(args)  # how many tokens a row the bfloat16 screen keeps exact
-        if fast_sampling_applies(args):
-            # Sampling runs in our processor; transformers then decodes greedily, on
-            # prompts that we repeat once per returned sequence.
-            processors.append(Sampler(args))
+        top = screen_top(args) if self.fast else None  # tokens a row the screen keeps exact
+        if setting.sampled and not _beam_sampling(setting):
+            # The harness draws (keyed by each prompt's seed); transformers then decodes
+            # greedily, on prompts repeated once per returned sequence.
+            keys = row_keys([_seed(s) for s in seeds], setting.sequences)
+            if self.fast and fast_sampling_applies(args):
+                processors.append(Sampler(args, keys))
+            else:
+                processors += [*warpers(args), KeyedDraw(keys)]
             repeat = setting.sequences
-            args = {k: v for k, v in args.items() if k not in FAST_SAMPLING_ARGS}
+            args = {k: v for k, v in args.items() if k not in _DRAW_ARGS}
         config = GenerationConfig(
             pad_token_id=tok.pad_token_id,
             eos_token_id=self.model.generation_config.eos_token_id,
@@ -167,10 +182,10 @@ class HFBackend:
         recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
         if processors:
             extra["logits_processor"] = processors
-        if seed is not None:
-            torch.manual_seed(seed)
+        if _beam_sampling(setting):
+            torch.manual_seed(_seed(seeds[0]))  # one prompt a batch (batch_rows)
         try:
-            with torch.inference_mode(), screening(self.head, top):
+            with torch.inference_mode(), self._head(top):
                 out = self.model.generate(**inputs, generation_config=config, **extra)
         finally:
             if recorder:
@@ -180,10 +195,17 @@ class HFBackend:
         if recorder:
             logprobs = recorder.result(new)
         else:
-            logprobs = self._score(inputs["attention_mask"], out.sequences, prompt_len)
+            with self._head(None):
+                logprobs = self._score(inputs["attention_mask"], out.sequences, prompt_len)
         rows = [self._one(new[i], logprobs[i], options) for i in range(new.shape[0])]
         n = setting.sequences
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _head(self, top: int | None) -> Any:
+        """The output projection's speed-ups, on the fast path only."""
+        if self.fast and self.head is not None:
+            return fast_head(self.head, top)
+        return contextlib.nullcontext()
 
     def _one(self, ids: Any, logprobs: Any, options: Options) -> Generation:
         ids_list = ids.tolist()
@@ -270,6 +292,16 @@ class HFBackend:
                 picked = logits[:, :-1].gather(-1, chosen).squeeze(-1)
             parts.append((picked - lse[:, :-1]).cpu())
         return torch.cat(parts)
+
+
+def _beam_sampling(setting: Setting) -> bool:
+    return setting.sampled and setting.beams > 1
+
+
+def _seed(seed: int | None) -> int:
+    if seed is None:
+        raise ValueError("a sampled prompt needs its seed")
+    return seed
 
 
 def _give_back_freed_memory() -> None:

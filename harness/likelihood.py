@@ -3,8 +3,9 @@
 As lm-evaluation-harness scores its multiple-choice tasks: for every prompt and every
 label, one teacher-forced forward pass gives the log-probability of the label's tokens
 following the prompt; the label with the highest sum is the answer. A run with
-``scoring: likelihood`` (or ``both``) adds these answers as the setting "likelihood",
-in records of the runner's shape, so the summary, report and CSV take them as they are.
+``scoring: likelihood`` (or ``both``) adds these answers as the setting "likelihood"
+(``records.ranked``), so the summary, report and CSV take them as they are. This module
+is the transformers backend's ranking; ``runner.rank`` runs it for a task.
 
 The tokenization boundary, decided once here:
 - the continuation is ``" " + label`` (lm-evaluation-harness's target delimiter), as the
@@ -18,26 +19,11 @@ The tokenization boundary, decided once here:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
-from .prompts import Prompt
-from .tasks import Task
+from .backend import LabelScore
 
-SETTING = "likelihood"  # the setting name the report shows
 DELIMITER = " "
-
-
-@dataclass(frozen=True)
-class LabelScore:
-    label: str
-    logprob: float  # the sum over the label's tokens
-    n_tokens: int
-
-    @property
-    def mean(self) -> float:
-        return self.logprob / self.n_tokens
 
 
 def split(prompt: str, label: str) -> tuple[str, str]:
@@ -162,47 +148,3 @@ def _cache_of(model: Any, out: Any) -> tuple[Any, str]:
     if "cache" in inspect.signature(model.forward).parameters:
         return out.cache, "cache"
     return out.past_key_values, "past_key_values"
-
-
-def run(task: Task, prompts: list[Prompt], backend: Any, samples: TextIO | None = None,
-        on_progress: Callable[[int], None] | None = None, chunk: int = 16) -> list[dict[str, Any]]:
-    """One record per prompt: the most likely label, as the setting "likelihood"."""
-    import json
-
-    from . import runner
-
-    records = []
-    for start in range(0, len(prompts), chunk):
-        part = prompts[start : start + chunk]
-        rankings = backend.rank_labels([p.text for p in part], list(task.labels or []))
-        for prompt, scores in zip(part, rankings, strict=True):
-            record = make_record(task, prompt, scores)
-            record.update(runner.score(task, record))
-            records.append(record)
-            if samples is not None:
-                samples.write(json.dumps(record, ensure_ascii=False) + "\n")
-        if samples is not None:
-            samples.flush()
-        if on_progress:
-            on_progress(len(part))
-    return records
-
-
-def make_record(task: Task, prompt: Prompt, scores: list[LabelScore]) -> dict[str, Any]:
-    best = max(scores, key=lambda s: s.logprob)  # the first label wins a tie
-    return {
-        "task": task.name,
-        "item": prompt.item,
-        "shots": prompt.shots,
-        "setting": SETTING,
-        "seed": None,
-        "sequence": 0,
-        "prompt": prompt.text,
-        "output": best.label,
-        "raw_output": best.label,
-        "references": prompt.references,
-        "n_tokens": best.n_tokens,
-        "mean_logprob": best.mean,
-        "stop_reason": "eos",
-        "label_logprobs": {s.label: round(s.logprob, 4) for s in scores},
-    }

@@ -163,6 +163,10 @@ def mean(values: Iterable[float | None]) -> float | None:
 # ---------------------------------------------------------------- per sample / aggregate
 
 
+# The fields ``score_sample`` writes into a record (any kind).
+SAMPLE_FIELDS = ("predicted", "correct", "invalid", "exact_match", "f1", "contains", "repetition")
+
+
 def score_sample(
     kind: str, output: str, references: list[str], labels: list[str] | None
 ) -> dict[str, float | str | None]:

@@ -1,7 +1,8 @@
 """The run as one flow: task file -> prompts -> requests -> outputs -> scores -> reports.
 
 ``prepare`` does everything that needs no model (and so finds every mistake in a task
-before a model loads); ``execute`` loads the model, generates and writes the run folder.
+before a model loads); ``execute`` generates with a backend and writes the run folder;
+``run`` is ``harness run`` whole (the command line and the Python API call it).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import platform
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from . import __version__, likelihood, report, runner
+from . import __version__, records, report, runner
+from .backend import Backend, Options
 from .cache import ResultCache
 from .decoding import Setting, expand
 from .errors import HarnessError
-from .generate import Backend, Options
 from .prompts import Prompt, build_prompts
+from .records import LIKELIHOOD
 from .tasks import LoadedTask, load_task
 
 
@@ -96,9 +97,9 @@ def prepare(task_path: str | Path, overrides: Overrides | None = None) -> Plan:
         raise HarnessError(f"{task.path}: {exc}") from None
     if spec.scoring == "likelihood":
         settings = []  # checked above all the same; only the labels' likelihood is scored
-    elif spec.scoring == "both" and likelihood.SETTING in {s.name for s in settings}:
+    elif spec.scoring == "both" and LIKELIHOOD in {s.name for s in settings}:
         raise HarnessError(
-            f"{task.path}: decoding: {likelihood.SETTING!r} names the label ranking of "
+            f"{task.path}: decoding: {LIKELIHOOD!r} names the label ranking of "
             "scoring: both; give your setting another name"
         )
     seeds = overrides.seeds if overrides.seeds is not None else spec.seeds
@@ -138,15 +139,20 @@ def check_writable(out: Path) -> None:
         raise HarnessError(f"--out {out}: cannot write the report there ({exc.strerror})") from None
 
 
-def check_same_model(run_dir: Path, fingerprint: str) -> None:
-    earlier = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    if earlier.get("model", {}).get("fingerprint") != fingerprint:
+def check_same_model(run_dir: Path, backend: Backend) -> None:
+    earlier = records.read_run(run_dir)
+    if earlier.get("model", {}).get("fingerprint") != backend.describe().get("fingerprint"):
         raise HarnessError(
             f"--resume {run_dir}: that run used another model; run without --resume"
         )
+    if earlier.get("backend", backend.identity()) != backend.identity():
+        raise HarnessError(
+            f"--resume {run_dir}: that run used another backend ({earlier['backend']}); "
+            "resume it with the same --backend and --device, or run without --resume"
+        )
 
 
-def run_metadata(plan: Plan, model_info: dict[str, Any], timings: dict[str, float]) -> dict:
+def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dict:
     """Everything needed to understand, repeat and re-render the run."""
     import torch
     import transformers
@@ -159,7 +165,7 @@ def run_metadata(plan: Plan, model_info: dict[str, Any], timings: dict[str, floa
         "shots": sorted({p.shots for p in plan.prompts}),
         "items": len({p.item for p in plan.prompts}),
         "settings": [{"name": s.name, "args": s.args} for s in plan.settings]
-        + ([{"name": likelihood.SETTING, "args": {"scoring": "likelihood"}}]
+        + ([{"name": LIKELIHOOD, "args": {"scoring": "likelihood"}}]
            if plan.likelihood else []),
         "seeds": plan.seeds,
         "options": {
@@ -167,7 +173,8 @@ def run_metadata(plan: Plan, model_info: dict[str, Any], timings: dict[str, floa
             "stop": list(plan.options.stop),
             "bad_words": list(plan.options.bad_words),
         },
-        "model": model_info,
+        "model": backend.describe(),
+        "backend": backend.identity(),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -205,7 +212,7 @@ def latest_run(out: Path, name: str) -> Path:
     return runs[-1]
 
 
-def finished_records(run_dir: Path, plan: Plan) -> list[runner.Record]:
+def finished_records(run_dir: Path, plan: Plan) -> list[records.Record]:
     """The outputs a run folder already holds, checked against the plan.
 
     A request counts as done only when all its returned sequences are there; partial
@@ -213,7 +220,7 @@ def finished_records(run_dir: Path, plan: Plan) -> list[runner.Record]:
     with what is kept, so that resuming never duplicates a row.
     """
     try:
-        earlier = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        earlier = records.read_run(run_dir)
     except (OSError, ValueError):
         raise HarnessError(f"--resume {run_dir}: not a run folder (no readable run.json)") from None
     if earlier.get("plan_id") != plan_id(plan):
@@ -222,59 +229,140 @@ def finished_records(run_dir: Path, plan: Plan) -> list[runner.Record]:
             "run without --resume to start afresh"
         )
     path = run_dir / "samples.jsonl"
-    records = runner.load_records(path) if path.exists() else []
+    found = records.read_samples(path) if path.exists() else []
     expected = {r.id: r.setting.sequences for r in plan.requests}
-    counts = Counter(runner.record_id(r) for r in records)
-    kept = [r for r in records if counts[runner.record_id(r)] == expected.get(runner.record_id(r))]
-    scratch = path.with_suffix(".jsonl.tmp")
-    with scratch.open("w", encoding="utf-8") as handle:
-        for record in kept:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    scratch.replace(path)
+    if plan.likelihood:
+        expected |= {(LIKELIHOOD, None, p.item, p.shots): 1 for p in plan.prompts}
+    counts = Counter(records.record_id(r) for r in found)
+    kept = [r for r in found if counts[records.record_id(r)] == expected.get(records.record_id(r))]
+    records.write_samples(path, kept)
     return kept
 
 
 def execute(
     plan: Plan,
     backend: Backend,
-    model_info: dict[str, Any],
     run_dir: Path,
-    load_s: float = 0.0,
     cache: ResultCache | None = None,
-    done: list[runner.Record] | None = None,
-) -> list[runner.Record]:
+    done: list[records.Record] | None = None,
+) -> list[records.Record]:
     """Generate every output not in ``done`` into run_dir, then write the reports.
 
     run.json is written first, so an interrupted run can be resumed; outputs are
     appended to samples.jsonl as they finish.
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     done = done or []
-    finished = {runner.record_id(r) for r in done}
+    finished = {records.record_id(r) for r in done}
     pending = [r for r in plan.requests if r.id not in finished]
+    load_s = backend.describe().get("load_s", 0.0)
     started = time.perf_counter()
-    report.save_run_json(run_dir, run_metadata(plan, model_info, {"load_s": round(load_s, 2)}))
+    records.write_run(run_dir, run_metadata(plan, backend, {"load_s": load_s}))
+    scope = {"model": backend.describe().get("fingerprint", ""), **backend.identity()}
     with (
         (run_dir / "samples.jsonl").open("a", encoding="utf-8") as samples,
         tqdm(total=plan.n_outputs, initial=len(done), unit="out", desc=plan.task.spec.name,
              dynamic_ncols=True) as bar,
     ):
-        new = runner.run(
-            plan.task.spec, pending, backend, plan.options, samples, bar.update, cache,
-            model_info.get("fingerprint", ""),
-        )
+        new = runner.run(plan.task.spec, pending, backend, plan.options, samples, bar.update,
+                         cache, scope)
         if plan.likelihood:
             unranked = [p for p in plan.prompts
-                        if (likelihood.SETTING, None, p.item, p.shots) not in finished]
-            new += likelihood.run(plan.task.spec, unranked, backend, samples, bar.update)
-    records = sorted(done + new, key=runner.record_order(plan.requests))
+                        if (LIKELIHOOD, None, p.item, p.shots) not in finished]
+            new += runner.rank(plan.task.spec, unranked, backend, samples, bar.update)
+    order = records.sort_key([*(s.name for s in plan.settings), LIKELIHOOD])
+    made = sorted(done + new, key=order)
     timings = {
-        "load_s": round(load_s, 2),
+        "load_s": load_s,
         "generate_s": round(time.perf_counter() - started, 2),
         "resumed_outputs": len(done),
     }
-    run = run_metadata(plan, model_info, timings)
-    report.save_run_json(run_dir, run)
-    report.write_all(run_dir, run, records)
-    return records
+    run = run_metadata(plan, backend, timings)
+    records.write_run(run_dir, run)
+    report.write_all(run_dir, run, made)
+    return made
+
+
+# ---------------------------------------------------------------- harness run, whole
+
+LATEST = Path("<latest>")  # resume: the newest run of the task under ``out``
+
+
+@dataclass
+class RunConfig:
+    """Everything ``harness run`` takes."""
+
+    task: Path
+    overrides: Overrides = field(default_factory=Overrides)
+    backend: str = "auto"  # auto, hf or vllm
+    device: str = "auto"
+    fast: bool = True  # the transformers backend's speed-ups (False: plain transformers)
+    out: Path = Path("reports")
+    resume: Path | None = None  # a run folder, or LATEST
+    cache: bool = True
+
+
+@dataclass
+class Finished:
+    plan: Plan
+    run_dir: Path
+    records: list[records.Record]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during generation: what is finished is kept in ``run_dir``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run(config: RunConfig, backend: Backend | None = None) -> Finished:
+    """Prepare, load (unless ``backend`` is given), generate, score and report a task.
+
+    A backend opened here is closed before returning; one passed in is left open.
+    """
+    from . import engines
+    from .models import cache_root
+
+    plan = prepare(config.task, config.overrides)
+    say(plan.describe())
+    engine = engines.choose(config.backend, config.device) if backend is None else backend.name
+    engines.check(engine, plan.settings, plan.options)  # before any model loads
+    done: list[records.Record] = []
+    run_dir = config.resume
+    if run_dir is not None:
+        if run_dir == LATEST:
+            run_dir = latest_run(config.out, plan.task.spec.name)
+        done = finished_records(run_dir, plan)
+        say(f"resuming {run_dir}: {len(done)} of {plan.n_outputs} outputs done")
+    else:
+        check_writable(config.out)
+    opened = backend is None
+    if backend is None:
+        backend = engines.open_backend(engine, plan.model, config.device, fast=config.fast)
+    try:
+        info = backend.describe()
+        say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "
+            f"{backend.name}, ready in {info.get('load_s', 0.0):.1f} s")
+        if run_dir is not None:
+            check_same_model(run_dir, backend)
+        else:
+            run_dir = new_run_dir(config.out, plan.task.spec.name)
+        cache = ResultCache(cache_root() / "results.sqlite") if config.cache else None
+        try:
+            made = execute(plan, backend, run_dir, cache, done)
+        except KeyboardInterrupt:
+            raise Interrupted(run_dir) from None
+        finally:
+            if cache:
+                cache.close()
+    finally:
+        if opened:
+            backend.close()
+    return Finished(plan, run_dir, made)

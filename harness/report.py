@@ -20,7 +20,7 @@ import jinja2
 from markupsafe import Markup
 
 from . import charts, metrics
-from .runner import Record
+from .records import Record
 
 CSV_COLUMNS = [
     "task", "item", "shots", "setting", "seed", "sequence", "output", "reference",
@@ -332,10 +332,3 @@ def write_all(run_dir: Path, run: dict[str, Any], records: list[Record]) -> None
     write_csv(run_dir / "results.csv", records)
     write_summary_csv(run_dir / "summary.csv", summary, columns)
     (run_dir / "index.html").write_text(render_html(run, records), encoding="utf-8")
-
-
-def save_run_json(run_dir: Path, run: dict[str, Any]) -> None:
-    path = run_dir / "run.json"
-    scratch = path.with_suffix(".json.tmp")
-    scratch.write_text(json.dumps(run, ensure_ascii=False, indent=2), encoding="utf-8")
-    scratch.replace(path)

@@ -1,38 +1,41 @@
-"""Running a task: prompts x settings x seeds through a backend, as flat result records.
+"""Running a task: prompts x settings x seeds through a backend, as flat records.
 
 Requests are grouped by setting and seed, sorted by length so batches carry little
-padding, and sent in batches sized by the backend. Each finished output becomes one
-record, appended to ``samples.jsonl`` at once.
+padding, and sent in batches sized by the backend. Each sampled request carries its own
+seed (``backend.request_seed``), so its outputs do not depend on its batch. A batch's
+records are appended to ``samples.jsonl`` together, as soon as it is done.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
-from . import metrics
-from .decoding import Setting
+from . import records
+from .backend import Backend, Generation, Options, request_seed
 from .cache import ResultCache, request_key
-from .generate import Backend, Generation, Options
+from .decoding import Setting
 from .prompts import Prompt
+from .records import Record
 from .tasks import Task
-
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Request:
     prompt: Prompt
     setting: Setting
-    seed: int | None
+    seed: int | None  # the task's seed, for sampled settings
 
     @property
-    def id(self) -> tuple[str, int | None, int, int]:
-        """What identifies the request within a run (see ``record_id``)."""
+    def id(self) -> records.RequestId:
+        """What identifies the request within a run (see ``records.record_id``)."""
         return (self.setting.name, self.seed, self.prompt.item, self.prompt.shots)
+
+    @property
+    def own_seed(self) -> int | None:
+        """The seed this request's draws come from (None unless sampled)."""
+        return request_seed(self.seed, self.prompt.text) if self.setting.sampled else None
 
 
 def plan(prompts: list[Prompt], settings: list[Setting], seeds: list[int]) -> list[Request]:
@@ -53,33 +56,33 @@ def run(
     requests: list[Request],
     backend: Backend,
     options: Options,
-    samples: TextIO | None = None,
+    samples: IO[str] | None = None,
     on_progress: Callable[[int], None] | None = None,
     cache: ResultCache | None = None,
-    fingerprint: str = "",
+    scope: dict[str, Any] | None = None,
 ) -> list[Record]:
     """Generate every request and return the records, in a stable order.
 
     With a cache, requests it holds are answered from it and new outputs are stored in
-    it; ``fingerprint`` (the model's) is part of every key.
+    it; ``scope`` (the model's fingerprint and the backend's identity) is part of every
+    key.
     """
-    records: list[Record] = []
-    order = record_order(requests)
+    made: list[Record] = []
+    order = records.sort_key(r.setting.name for r in requests)
 
     def emit(batch: list[Request], outputs: list[list[Generation]]) -> None:
-        for request, generations in zip(batch, outputs, strict=True):
-            for index, generation in enumerate(generations):
-                record = make_record(task, request, index, generation)
-                records.append(record)
-                if samples is not None:
-                    # one write per line, flushed per batch: a crash leaves whole lines
-                    samples.write(json.dumps(record, ensure_ascii=False) + "\n")
-            if on_progress:
-                on_progress(len(generations))
+        done = [
+            records.generated(task, r.prompt, r.setting.name, r.seed, index, generation)
+            for r, generations in zip(batch, outputs, strict=True)
+            for index, generation in enumerate(generations)
+        ]
+        made.extend(done)
         if samples is not None:
-            samples.flush()
+            records.append(samples, done)  # a batch's lines in one write
+        if on_progress:
+            on_progress(len(done))
 
-    keys = {id(r): _key(r, options, fingerprint) for r in requests} if cache else {}
+    keys = {id(r): _key(r, options, scope or {}) for r in requests} if cache else {}
     if cache:
         found = cache.get(list(keys.values()))
         hits = [r for r in requests if keys[id(r)] in found]
@@ -88,65 +91,41 @@ def run(
         requests = [r for r in requests if keys[id(r)] not in found]
     for group in _groups(requests):
         for batch in _batches(group, backend):
-            first = batch[0]
             outputs = backend.generate(
-                [r.prompt.text for r in batch], first.setting, first.seed, options
+                [r.prompt.text for r in batch], batch[0].setting, [r.own_seed for r in batch],
+                options,
             )
             if cache:
                 cache.put([(keys[id(r)], out) for r, out in zip(batch, outputs, strict=True)])
             emit(batch, outputs)
-    return sorted(records, key=order)
+    return sorted(made, key=order)
 
 
-def record_id(record: Record) -> tuple[str, int | None, int, int]:
-    """The request a record answers: its setting, seed, item and shot count."""
-    return (record["setting"], record["seed"], record["item"], record["shots"])
+def rank(
+    task: Task,
+    prompts: list[Prompt],
+    backend: Backend,
+    samples: IO[str] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    chunk: int = 16,
+) -> list[Record]:
+    """Label ranking (``scoring: likelihood``): one record per prompt, whose answer is
+    the label the model finds most likely after it."""
+    made = []
+    for start in range(0, len(prompts), chunk):
+        part = prompts[start : start + chunk]
+        rankings = backend.rank_labels([p.text for p in part], list(task.labels or []))
+        done = [records.ranked(task, p, scores) for p, scores in zip(part, rankings, strict=True)]
+        made += done
+        if samples is not None:
+            records.append(samples, done)
+        if on_progress:
+            on_progress(len(part))
+    return made
 
 
-def _key(request: Request, options: Options, fingerprint: str) -> str:
-    return request_key(
-        fingerprint, request.prompt.text, request.setting.args, options, request.seed
-    )
-
-
-def make_record(task: Task, request: Request, index: int, generation: Generation) -> Record:
-    prompt = request.prompt
-    record: Record = {
-        "task": task.name,
-        "item": prompt.item,
-        "shots": prompt.shots,
-        "setting": request.setting.name,
-        "seed": request.seed,
-        "sequence": index,
-        "prompt": prompt.text,
-        "output": generation.text,
-        "raw_output": generation.raw,
-        "references": prompt.references,
-        "n_tokens": generation.n_tokens,
-        "mean_logprob": generation.mean_logprob,
-        "stop_reason": generation.stop_reason,
-    }
-    record.update(score(task, record))
-    return record
-
-
-def score(task: Task, record: Record) -> dict[str, Any]:
-    """The per-output scores of a record (re-computable from the record alone)."""
-    return metrics.score_sample(task.kind, record["output"], record["references"], task.labels)
-
-
-def record_order(requests: list[Request]) -> Callable[[Record], tuple]:
-    """Sort key: settings in the task's order, then item, shots, seed, sequence."""
-    setting_rank: dict[str, int] = {}
-    for r in requests:
-        setting_rank.setdefault(r.setting.name, len(setting_rank))
-    return lambda rec: (
-        setting_rank.get(rec["setting"], len(setting_rank)),
-        rec["item"],
-        rec["shots"],
-        rec["seed"] if rec["seed"] is not None else -1,
-        rec["sequence"],
-    )
+def _key(request: Request, options: Options, scope: dict[str, Any]) -> str:
+    return request_key(scope, request.prompt.text, request.setting.args, options, request.seed)
 
 
 def _groups(requests: list[Request]) -> Iterator[list[Request]]:
@@ -163,15 +142,3 @@ def _batches(group: list[Request], backend: Backend) -> Iterator[list[Request]]:
     size = backend.batch_rows(group[0].setting)
     for start in range(0, len(ordered), size):
         yield ordered[start : start + size]
-
-
-def load_records(path: Path) -> list[Record]:
-    """Read a samples.jsonl written by ``run``; a line cut short by a crash is skipped."""
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return records

@@ -6,21 +6,17 @@ is needed (``harness report``, ``harness rescore``, ``harness compare``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import report, runner
+from . import metrics, records, report
 from .errors import HarnessError
 from .prompts import Templates, build_prompts
+from .records import Record
 from .tasks import load_task
 
-Record = runner.Record
-
-# The per-output fields that metrics.score_sample writes, removed before scoring again.
-SCORE_FIELDS = ("predicted", "correct", "invalid", "exact_match", "f1", "contains", "repetition")
 # The task fields a rescore takes from the task file; the others describe how the
 # outputs were made, which a rescore does not change.
 SCORING_FIELDS = ("labels", "metrics", "target", "aliases")
@@ -32,7 +28,7 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[Record]]:
     if not run_dir.is_dir():
         raise HarnessError(f"{run_dir}: no such run folder")
     try:
-        run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        run = records.read_run(run_dir)
     except FileNotFoundError:
         raise HarnessError(f"{run_dir}: not a run folder (no run.json)") from None
     except (OSError, ValueError) as exc:
@@ -42,27 +38,17 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[Record]]:
     samples = run_dir / "samples.jsonl"
     if not samples.exists():
         raise HarnessError(f"{run_dir}: no samples.jsonl, so nothing to report")
-    records = runner.load_records(samples)
-    if not records:
+    found = records.read_samples(samples)
+    if not found:
         raise HarnessError(f"{samples}: holds no outputs")
-    return run, sorted(records, key=record_order(run))
-
-
-def record_order(run: dict[str, Any]) -> Any:
-    """Settings in the run's order, then item, shots, seed and returned sequence."""
-    rank = {s["name"]: i for i, s in enumerate(run.get("settings", []))}
-    return lambda r: (
-        rank.get(r["setting"], len(rank)), r["setting"] if r["setting"] not in rank else "",
-        r["item"], r["shots"], r["seed"] if r.get("seed") is not None else -1,
-        r.get("sequence", 0),
-    )
+    return run, sorted(found, key=records.sort_key(s["name"] for s in run.get("settings", [])))
 
 
 def rerender(run_dir: str | Path) -> Path:
     """Write the run's reports again from its files; returns index.html."""
     run_dir = Path(run_dir)
-    run, records = load_run(run_dir)
-    report.write_all(run_dir, run, records)
+    run, found = load_run(run_dir)
+    report.write_all(run_dir, run, found)
     return run_dir / "index.html"
 
 
@@ -83,7 +69,7 @@ def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescore
     samples.jsonl and run.json are replaced whole, never left half written.
     """
     run_dir = Path(run_dir)
-    run, records = load_run(run_dir)
+    run, found = load_run(run_dir)
     path = Path(task_path) if task_path is not None else _task_path(run, run_dir)
     task = load_task(path)
     spec, old = task.spec, run["task"]
@@ -102,7 +88,7 @@ def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescore
     fresh: list[Record] = []
     changed = 0
     checked: set[int] = set()
-    for record in records:
+    for record in found:
         index = record["item"]
         if index >= len(items):
             raise HarnessError(
@@ -117,14 +103,13 @@ def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescore
                     "data or prompt.query changed); run the task again"
                 )
             checked.add(index)
-        new = {k: v for k, v in record.items() if k not in SCORE_FIELDS}
-        new["references"] = templates.references(items[index])
-        new.update(runner.score(spec, new))
-        changed += any(new.get(k) != record.get(k) for k in (*SCORE_FIELDS, "references"))
+        new = records.scored(spec, {**record, "references": templates.references(items[index])})
+        changed += any(new.get(k) != record.get(k)
+                       for k in (*metrics.SAMPLE_FIELDS, "references"))
         fresh.append(new)
 
     notes = []
-    if any(r["setting"] == "likelihood" for r in records) and spec.labels != old.get("labels"):
+    if any(r["setting"] == records.LIKELIHOOD for r in found) and spec.labels != old.get("labels"):
         notes.append(
             "the likelihood setting ranked the labels of the run, not the new ones; run the "
             "task again to rank those"
@@ -136,19 +121,10 @@ def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescore
         "task_path": str(path),
         "changed": changed,
     }
-    write_samples(run_dir / "samples.jsonl", fresh)
-    report.save_run_json(run_dir, run)
+    records.write_samples(run_dir / "samples.jsonl", fresh)
+    records.write_run(run_dir, run)
     report.write_all(run_dir, run, fresh)
     return Rescored(run, fresh, path, changed, notes)
-
-
-def write_samples(path: Path, records: list[Record]) -> None:
-    """Replace samples.jsonl whole: written beside it, then renamed over it."""
-    scratch = path.with_suffix(".jsonl.tmp")
-    with scratch.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    scratch.replace(path)
 
 
 def _task_path(run: dict[str, Any], run_dir: Path) -> Path:

@@ -34,10 +34,12 @@ _GREEDY_TOP = 64  # greedy looks at one token; 64 keeps log-probabilities close
 
 
 def blocked_projection(linear: Any) -> None:
-    """Make an ``nn.Linear`` compute large CPU products faster (in place).
+    """Prepare an ``nn.Linear`` to compute large CPU products faster (in place).
 
-    Block by block in float32 always; screened in bfloat16 (see ``ScreenedProjection``)
-    inside ``screening(linear)``, where the CPU multiplies bfloat16 natively.
+    Nothing changes until ``fast_head(linear)`` is entered: inside it, large products go
+    block by block in float32, screened in bfloat16 (see ``ScreenedProjection``) where the
+    CPU multiplies bfloat16 natively and the setting allows. Outside, the layer is
+    transformers' own (the plain path, training).
     """
     import torch
 
@@ -45,12 +47,14 @@ def blocked_projection(linear: Any) -> None:
         return
     plain = linear.forward
     linear._harness_screen = None
+    linear._harness_active = False
 
     def forward(self: Any, x: Any) -> Any:
         weight = self.weight
         rows = x.numel() // x.shape[-1]
         if (
-            x.device.type != "cpu" or weight.dtype != torch.float32 or x.dtype != torch.float32
+            not self._harness_active
+            or x.device.type != "cpu" or weight.dtype != torch.float32 or x.dtype != torch.float32
             or rows < _MIN_ROWS or torch.is_grad_enabled() or self.bias is not None
         ):
             return plain(x)
@@ -157,24 +161,28 @@ def screen_top(args: dict[str, Any]) -> int | None:
 
 
 @contextlib.contextmanager
-def screening(linear: Any, top: int | None = _EXACT_TOP) -> Iterator[None]:
-    """Within this block, large products of a ``blocked_projection`` layer are screened
-    in bfloat16, each row's ``top`` best tokens kept in float32 (where the CPU has
-    native bfloat16; elsewhere, or with ``top`` None, nothing changes)."""
-    if not top or not getattr(linear, "_harness_blocked", False) or not native_bfloat16():
+def fast_head(linear: Any, top: int | None = _EXACT_TOP) -> Iterator[None]:
+    """Within this block, large products of a ``blocked_projection`` layer are computed
+    in float32 blocks, and screened in bfloat16 with each row's ``top`` best tokens kept
+    in float32 where the CPU has native bfloat16 (with ``top`` None: blocks only)."""
+    if not getattr(linear, "_harness_blocked", False):
         yield
         return
-    screener = getattr(linear, "_harness_screener", None)
-    if screener is None or screener.weight is not linear.weight or (
-        screener.version != linear.weight._version
-    ):
-        screener = linear._harness_screener = ScreenedProjection(linear.weight)
-    screener.top = top
+    screener = None
+    if top and native_bfloat16():
+        screener = getattr(linear, "_harness_screener", None)
+        if screener is None or screener.weight is not linear.weight or (
+            screener.version != linear.weight._version
+        ):
+            screener = linear._harness_screener = ScreenedProjection(linear.weight)
+        screener.top = top
     linear._harness_screen = screener
+    linear._harness_active = True
     try:
         yield
     finally:
         linear._harness_screen = None
+        linear._harness_active = False
 
 
 def row_logsumexp(logits: Any, rows: int = 8) -> Any:
@@ -185,12 +193,9 @@ def row_logsumexp(logits: Any, rows: int = 8) -> Any:
     return torch.cat([part.logsumexp(-1) for part in logits.split(rows)])
 
 
-# Arguments the fast sampler below understands; a sampled setting with any other warper
-# (typical_p, min_p, ...) or with beams goes through transformers' own sampling.
-FAST_SAMPLING_ARGS = {"do_sample", "temperature", "top_k", "top_p", "num_return_sequences"}
-
-
 def fast_sampling_applies(args: dict[str, Any]) -> bool:
+    """Whether the fast ``Sampler`` below does a setting's filtering (temperature, top-k,
+    top-p); any other warper (typical_p, min_p) goes through transformers' own."""
     return bool(args.get("do_sample")) and args.get("num_beams", 1) == 1 and not (
         {"typical_p", "min_p"} & args.keys()
     )
@@ -202,29 +207,40 @@ class Sampler:
     transformers' top-p sorts the whole vocabulary of every row at every step (630 ms at
     64 rows of 262,144 here) and ``torch.multinomial`` over it took 275 ms. This does
     the same filtering on the top 1,024 candidates (sorting the whole vocabulary only for
-    a row whose nucleus is wider) and samples with the exponential-race trick
-    (argmax of p / E, E ~ Exp(1), an exact draw from p), then leaves only the drawn
-    token possible, so that greedy decoding picks it. The kept tokens and the
-    distribution are transformers' (HF order: temperature, top-k, top-p; defaults
-    top_k 50 when unset, as transformers' are).
+    a row whose nucleus is wider) and draws with ``sampling.draw`` (keyed Gumbel noise:
+    the same token transformers' warpers followed by ``sampling.KeyedDraw`` would draw),
+    then leaves only the drawn token possible, so that greedy decoding picks it. The kept
+    tokens and the distribution are transformers' (HF order: temperature, top-k, top-p;
+    top_k 50 when unset, as transformers' default is).
+
+    ``keys``: one per row (``sampling.row_keys``); steps count the calls.
     """
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(self, args: dict[str, Any], keys: list[int] | None = None) -> None:
         self.temperature = args.get("temperature") or 1.0
         top_k = args.get("top_k", 50)
         self.top_k = top_k if top_k else 0
         top_p = args.get("top_p")
         self.top_p = top_p if top_p is not None and top_p < 1.0 else None
+        self.keys = keys
+        self.step = 0
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        from .sampling import draw, only
+
+        assert self.keys is not None, "a Sampler that draws needs its rows' keys"
+        keys = torch.tensor(self.keys, dtype=torch.int64, device=scores.device)
         warm = self._warm(scores)
         values, indices, wide = self.candidates(warm)
-        chosen = _race(values)
+        chosen = draw(values, keys, self.step, indices)
         if indices is not None:
             chosen = indices.gather(1, chosen[:, None]).squeeze(1)
         for rows in wide:
-            chosen[rows] = _race(self._full(warm[rows]))
-        return _only(scores, chosen)
+            chosen[rows] = draw(self._full(warm[rows]), keys[rows], self.step)
+        self.step += 1
+        return only(scores, chosen)
 
     def kept(self, scores: Any) -> Any:
         """Which tokens may be drawn, as a (rows, vocabulary) mask (for tests)."""
@@ -288,18 +304,3 @@ class Sampler:
         if self.top_k:
             scores = TopKLogitsWarper(self.top_k)(None, scores)
         return TopPLogitsWarper(self.top_p)(None, scores)
-
-
-def _only(scores: Any, chosen: Any) -> Any:
-    """Scores under which greedy decoding picks ``chosen`` in every row (in place:
-    transformers hands processors a copy of the logits made for them)."""
-    scores.fill_(float("-inf"))
-    return scores.scatter_(1, chosen[:, None], 0.0)
-
-
-def _race(logits: Any) -> Any:
-    """Draw one index per row from softmax(logits): argmax of log p - log E, E ~ Exp(1)."""
-    import torch
-
-    noise = torch.empty_like(logits).exponential_().log_()
-    return torch.argmax(logits - noise, dim=-1)

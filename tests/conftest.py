@@ -185,17 +185,22 @@ def kogpt2_loaded(kogpt2_dir: Path):
 
 
 class FakeBackend:
-    """Implements harness.generate.Backend without a model.
+    """Implements harness.backend.Backend without a model.
 
-    Every generate() call is recorded in ``calls`` as (prompts, setting name, seed), and
-    its Options in ``options``.
+    Every generate() call is recorded in ``calls`` as (prompts, setting name, seeds: one
+    a prompt), and its Options in ``options``.
     Answers come from ``enqueue``d texts first, else from ``respond(prompt, setting,
-    seed, index)``, which by default echoes where the answer came from.
+    seed, index)`` (seed: the prompt's own), which by default echoes where the answer
+    came from.
     """
+
+    name = "fake"
+    INFO = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
+            "fingerprint": "0" * 64, "load_s": 1.23}
 
     def __init__(self, rows: int = 8) -> None:
         self.rows = rows
-        self.calls: list[tuple[list[str], str, int | None]] = []
+        self.calls: list[tuple[list[str], str, list[int | None]]] = []
         self.options: list[Any] = []  # the Options of each call
         self.queue: list[Any] = []
         self.respond: Callable[..., Any] = lambda prompt, setting, seed, index: (
@@ -204,6 +209,17 @@ class FakeBackend:
         # rank_labels (scoring: likelihood): each label's log-probability after a prompt
         self.ranked: list[tuple[list[str], list[str]]] = []
         self.label_logprob: Callable[[str, str], float] = lambda prompt, label: -float(len(label))
+        self.info = dict(self.INFO)
+        self.closed = False
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": self.name}
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.info)
+
+    def close(self) -> None:
+        self.closed = True
 
     def enqueue(self, *answers: Any) -> None:
         self.queue.extend(answers)
@@ -215,19 +231,20 @@ class FakeBackend:
         return max(1, self.rows // setting.rows_per_prompt)
 
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[Any]]:
-        from harness.likelihood import LabelScore
+        from harness.backend import LabelScore
 
         self.ranked.append((list(prompts), list(labels)))
         return [[LabelScore(label, self.label_logprob(prompt, label), 1) for label in labels]
                 for prompt in prompts]
 
-    def generate(self, prompts: list[str], setting: Any, seed: int | None, options: Any):
-        from harness.generate import Generation
+    def generate(self, prompts: list[str], setting: Any, seeds: list[int | None], options: Any):
+        from harness.backend import Generation
 
-        self.calls.append((list(prompts), setting.name, seed))
+        assert len(seeds) == len(prompts)
+        self.calls.append((list(prompts), setting.name, list(seeds)))
         self.options.append(options)
         out = []
-        for prompt in prompts:
+        for prompt, seed in zip(prompts, seeds):
             rows = []
             for index in range(setting.sequences):
                 answer = self.queue.pop(0) if self.queue else self.respond(
@@ -313,3 +330,10 @@ def write_yaml(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+def seeded(prompts: list[str], seed: int | None = None) -> list[int | None]:
+    """The seeds a backend gets for ``prompts``: each prompt's own (None: not sampled)."""
+    from harness.backend import request_seed
+
+    return [request_seed(seed, prompt) for prompt in prompts]

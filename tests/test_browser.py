@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from harness import report
-from harness.generate import Generation
+from harness.backend import Generation
 from harness.pipeline import execute, new_run_dir, prepare
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM") or shutil.which("chromium") or ""
@@ -114,7 +114,9 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     backend = FakeBackend()
     backend.respond = _answers
     run_dir = new_run_dir(folder / "reports", "tiny")
-    execute(plan, backend, MODEL_INFO, run_dir)
+    backend.info = MODEL_INFO
+
+    execute(plan, backend, run_dir)
     return run_dir
 
 
@@ -200,15 +202,14 @@ def test_the_summary_sorts_by_any_column(browser, small_run: Path) -> None:
 def test_the_comparison_page_works_in_a_real_browser(browser, small_run: Path,
                                                     tmp_path: Path) -> None:
     from harness.compare import compare
+    from harness.records import write_run, write_samples
     from harness.runs import load_run
 
     run, records = load_run(small_run)
     other = tmp_path / "tuned"
     other.mkdir()
     changed = [{**r, "output": "기쁨", "correct": 1.0} if r["item"] == 1 else r for r in records]
-    report.save_run_json(other, {**run, "model": {**run["model"], "name": "tuned"}})
-    from harness.runs import write_samples
-
+    write_run(other, {**run, "model": {**run["model"], "name": "tuned"}})
     write_samples(other / "samples.jsonl", changed)
     page_path = compare([small_run, other], tmp_path / "cmp")
 

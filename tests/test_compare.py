@@ -29,7 +29,9 @@ def make_run(path: Path, out: Path, backend, model: str, answers: list[str],
 
     backend.respond = respond
     run_dir = new_run_dir(out, plan.task.spec.name)
-    execute(plan, backend, {"name": model, **INFO}, run_dir)
+    backend.info = {"name": model, **INFO}
+
+    execute(plan, backend, run_dir)
     return run_dir
 
 

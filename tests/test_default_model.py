@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 
 from harness.decoding import Setting
-from harness.generate import HFBackend, Options
+from harness.backend import Options
+from harness.generate import HFBackend
 from harness.models import load_model
 
 
@@ -24,9 +25,9 @@ def test_the_default_model_loads_and_writes_korean(real_harness_cache) -> None:
     assert converted, "the default model is converted into the harness cache"
     assert loaded.tokenizer.padding_side == "left"
     backend = HFBackend(loaded)
+    prompt = "한국의 수도는 서울이고, 일본의 수도는"
     (generation,) = backend.generate(
-        ["한국의 수도는 서울이고, 일본의 수도는"], Setting("greedy", {}), None,
-        Options(max_new_tokens=4),
+        [prompt], Setting("greedy", {}), [None], Options(max_new_tokens=4)
     )[0]
     assert generation.text.strip()
     assert 1 <= generation.n_tokens <= 4

@@ -41,7 +41,9 @@ def leftovers(parent: Path) -> list[str]:
 def test_a_tiny_model_learns_the_pairs_and_the_saved_folder_generates(
     request, tmp_path: Path, fixture: str
 ) -> None:
-    from harness.generate import HFBackend, Options
+    from harness.backend import Options
+    from harness.generate import HFBackend
+    from tests.conftest import seeded
     from harness.models import load_model
 
     data = write_pairs(tmp_path / "chat.csv")
@@ -73,7 +75,7 @@ def test_a_tiny_model_learns_the_pairs_and_the_saved_folder_generates(
     trained = [PAIRS[i - 1] for i in range(1, 7) if i not in record["data"]["validation_rows"]]
     prompts = [f"<s>{q}</s><s>" for q, _ in trained]
     outputs = HFBackend(loaded).generate(
-        prompts, Setting("greedy", {}), None, Options(max_new_tokens=24, stop=("</s>",))
+        prompts, Setting("greedy", {}), seeded(prompts), Options(max_new_tokens=24, stop=("</s>",))
     )
     texts = [rows[0].text.strip() for rows in outputs]
     assert all(rows[0].stop_reason == "eos" for rows in outputs), texts  # it learnt to stop

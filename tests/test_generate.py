@@ -13,7 +13,9 @@ import dataclasses
 import pytest
 
 from harness.decoding import PRESETS, Setting
-from harness.generate import HFBackend, Options, cut_at_stop
+from harness.backend import Options, cut_at_stop
+from harness.generate import HFBackend
+from tests.conftest import seeded
 
 PROMPTS = [
     "오늘은 하늘이",
@@ -64,8 +66,8 @@ def test_a_left_padded_batch_gives_the_same_outputs_as_one_prompt_at_a_time(
     assert len(set(lengths)) == len(PROMPTS)  # every row of the batch is padded differently
     options = Options(max_new_tokens=10)
 
-    batched = backend.generate(PROMPTS, setting, None, options)
-    alone = [backend.generate([p], setting, None, options)[0] for p in PROMPTS]
+    batched = backend.generate(PROMPTS, setting, seeded(PROMPTS), options)
+    alone = [backend.generate([p], setting, seeded([p]), options)[0] for p in PROMPTS]
 
     assert [[g.raw for g in rows] for rows in batched] == [[g.raw for g in rows] for rows in alone]
     assert all(len(rows) == setting.sequences and rows[0].raw for rows in batched)
@@ -94,10 +96,10 @@ def test_prompts_read_in_groups_of_similar_length_give_the_outputs_of_one_group(
     assert bool(prefill.common_prefix(ids)) == bool(instruction)
     monkeypatch.setattr(prefill, "PASS_COST", 10**6)  # one group, padded
     assert len(prefill.groups(backend.count_tokens(prompts))) == 1
-    together = backend.generate(prompts, setting, 7, options)
+    together = backend.generate(prompts, setting, seeded(prompts, 7), options)
     monkeypatch.setattr(prefill, "PASS_COST", 0)  # now every length is read apart
     assert len(prefill.groups(backend.count_tokens(prompts))) == len(prompts)
-    apart = backend.generate(prompts, setting, 7, options)
+    apart = backend.generate(prompts, setting, seeded(prompts, 7), options)
 
     assert [[g.raw for g in rows] for rows in apart] == [[g.raw for g in rows] for rows in together]
     for rows, others in zip(apart, together):
@@ -123,7 +125,7 @@ def test_groups_cut_sorted_lengths_where_padding_costs_more_than_a_pass() -> Non
 
 def test_greedy_output_is_what_transformers_generates(loaded) -> None:
     backend = HFBackend(loaded)
-    generation = backend.generate([PROMPTS[0]], GREEDY, None, Options(max_new_tokens=8))[0][0]
+    generation = backend.generate([PROMPTS[0]], GREEDY, seeded([PROMPTS[0]]), Options(max_new_tokens=8))[0][0]
     ids = greedy_ids(loaded, PROMPTS[0], 8)
     assert generation.raw == loaded.tokenizer.decode(ids, skip_special_tokens=True)
     assert generation.n_tokens == 8
@@ -159,8 +161,8 @@ def test_a_stop_string_spanning_two_tokens_cuts_the_answer_at_its_first_occurren
     stop, k = _two_token_stop(hf_loaded, prompt, 12)
     # The tokenizer splits it: no single token holds the stop string.
     assert len(hf_loaded.tokenizer(stop, add_special_tokens=False)["input_ids"]) >= 2
-    free = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=12))[0][0]
-    cut = backend.generate([prompt], GREEDY, None, Options(12, stop=(stop,)))[0][0]
+    free = backend.generate([prompt], GREEDY, seeded([prompt]), Options(max_new_tokens=12))[0][0]
+    cut = backend.generate([prompt], GREEDY, seeded([prompt]), Options(12, stop=(stop,)))[0][0]
 
     assert free.raw.find(stop) >= 0
     assert cut.text == free.raw[: free.raw.find(stop)]
@@ -168,15 +170,15 @@ def test_a_stop_string_spanning_two_tokens_cuts_the_answer_at_its_first_occurren
     assert cut.stop_reason == "stop"
     assert cut.n_tokens == k  # up to and including the token that completed the stop string
     # Generation itself ended there, rather than running on to max_new_tokens.
-    prefix = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=k))[0][0]
+    prefix = backend.generate([prompt], GREEDY, seeded([prompt]), Options(max_new_tokens=k))[0][0]
     assert cut.raw == prefix.raw
 
 
 def test_stop_strings_cut_each_row_of_a_batch_on_its_own(hf_loaded) -> None:
     backend = HFBackend(hf_loaded)
     stop, _ = _two_token_stop(hf_loaded, PROMPTS[0], 12)
-    free = backend.generate(PROMPTS, GREEDY, None, Options(max_new_tokens=12))
-    cut = backend.generate(PROMPTS, GREEDY, None, Options(12, stop=(stop,)))
+    free = backend.generate(PROMPTS, GREEDY, seeded(PROMPTS), Options(max_new_tokens=12))
+    cut = backend.generate(PROMPTS, GREEDY, seeded(PROMPTS), Options(12, stop=(stop,)))
     for free_rows, cut_rows in zip(free, cut):
         expected, stopped = cut_at_stop(free_rows[0].raw, (stop,))
         assert cut_rows[0].text == expected
@@ -188,11 +190,11 @@ def test_a_stop_string_the_vocabulary_cannot_spell_changes_nothing(hf_loaded) ->
     backend = HFBackend(hf_loaded)
     unk = hf_loaded.tokenizer.unk_token_id
     assert unk in hf_loaded.tokenizer("\n§", add_special_tokens=False)["input_ids"]
-    free = backend.generate(PROMPTS, GREEDY, None, Options(max_new_tokens=6))
-    stopped = backend.generate(PROMPTS, GREEDY, None, Options(6, stop=("\n", "§")))
+    free = backend.generate(PROMPTS, GREEDY, seeded(PROMPTS), Options(max_new_tokens=6))
+    stopped = backend.generate(PROMPTS, GREEDY, seeded(PROMPTS), Options(6, stop=("\n", "§")))
     assert [r[0] for r in stopped] == [r[0] for r in free]
     beam = Setting("beam", PRESETS["beam"])
-    assert backend.generate(PROMPTS[:1], beam, None, Options(6, stop=("\n",)))[0][0].raw
+    assert backend.generate(PROMPTS[:1], beam, seeded(PROMPTS[:1]), Options(6, stop=("\n",)))[0][0].raw
 
 
 def test_eos_ends_the_answer_and_is_counted_but_not_shown(hf_loaded) -> None:
@@ -209,7 +211,7 @@ def test_eos_ends_the_answer_and_is_counted_but_not_shown(hf_loaded) -> None:
         model.transformer.wte.weight[eos] = 1.05 * model.transformer.wte.weight[ids[2]]
     backend = HFBackend(dataclasses.replace(hf_loaded, model=model))
 
-    generation = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=10))[0][0]
+    generation = backend.generate([prompt], GREEDY, seeded([prompt]), Options(max_new_tokens=10))[0][0]
 
     assert generation.stop_reason == "eos"
     assert generation.n_tokens == 3  # two tokens, then eos
@@ -221,7 +223,7 @@ def test_eos_ends_the_answer_and_is_counted_but_not_shown(hf_loaded) -> None:
 def test_a_setting_may_set_its_own_max_new_tokens(hf_loaded) -> None:
     backend = HFBackend(hf_loaded)
     short = Setting("short", {"max_new_tokens": 3})
-    generation = backend.generate([PROMPTS[0]], short, None, Options(max_new_tokens=12))[0][0]
+    generation = backend.generate([PROMPTS[0]], short, seeded([PROMPTS[0]]), Options(max_new_tokens=12))[0][0]
     assert generation.n_tokens == 3
     assert generation.stop_reason == "length"
 
@@ -245,8 +247,8 @@ def test_a_banned_word_that_greedy_produces_is_not_produced_with_the_ban(loaded)
             break
     assert word, "no whole-word token in the greedy answers; change PROMPTS"
 
-    free = backend.generate([prompt], GREEDY, None, Options(max_new_tokens=10))[0][0]
-    banned = backend.generate([prompt], GREEDY, None, Options(10, bad_words=(word,)))[0][0]
+    free = backend.generate([prompt], GREEDY, seeded([prompt]), Options(max_new_tokens=10))[0][0]
+    banned = backend.generate([prompt], GREEDY, seeded([prompt]), Options(10, bad_words=(word,)))[0][0]
 
     assert word in free.raw
     assert word not in banned.raw
@@ -276,7 +278,7 @@ def test_batch_rows_count_beams_and_returned_sequences(hf_loaded) -> None:
 def test_sampling_with_num_return_sequences_returns_that_many_per_prompt(loaded) -> None:
     backend = HFBackend(loaded)
     setting = Setting("top_k_top_p_3", PRESETS["top_k_top_p_3"])
-    out = backend.generate(PROMPTS[:2], setting, 42, Options(max_new_tokens=6))
+    out = backend.generate(PROMPTS[:2], setting, seeded(PROMPTS[:2], 42), Options(max_new_tokens=6))
     assert [len(rows) for rows in out] == [3, 3]
     assert all(g.n_tokens >= 1 and g.mean_logprob <= 0 for rows in out for g in rows)
 
@@ -287,7 +289,7 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_others(loaded) ->
     options = Options(max_new_tokens=8)
 
     def texts(seed: int) -> list[str]:
-        return [g.raw for rows in backend.generate(PROMPTS, setting, seed, options) for g in rows]
+        return [g.raw for rows in backend.generate(PROMPTS, setting, seeded(PROMPTS, seed), options) for g in rows]
 
     first = texts(1)
     assert texts(1) == first
@@ -299,8 +301,8 @@ def test_the_same_seed_gives_the_same_samples_and_another_seed_others(loaded) ->
 def test_sampling_differs_from_greedy(hf_loaded) -> None:
     backend = HFBackend(hf_loaded)
     options = Options(max_new_tokens=8)
-    greedy = [r[0].raw for r in backend.generate(PROMPTS, GREEDY, None, options)]
-    sampled = [r[0].raw for r in backend.generate(PROMPTS, Setting("s", PRESETS["sample"]), 3,
+    greedy = [r[0].raw for r in backend.generate(PROMPTS, GREEDY, seeded(PROMPTS), options)]
+    sampled = [r[0].raw for r in backend.generate(PROMPTS, Setting("s", PRESETS["sample"]), seeded(PROMPTS, 3),
                                                    options)]
     assert greedy != sampled
 
@@ -313,7 +315,7 @@ def test_greedy_mean_logprob_matches_a_teacher_forced_pass(loaded) -> None:
 
     backend = HFBackend(loaded)
     tokenizer = loaded.tokenizer
-    out = backend.generate(PROMPTS, GREEDY, None, Options(max_new_tokens=6))
+    out = backend.generate(PROMPTS, GREEDY, seeded(PROMPTS), Options(max_new_tokens=6))
 
     inputs = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     with torch.inference_mode():
@@ -333,7 +335,7 @@ def test_greedy_mean_logprob_matches_a_teacher_forced_pass(loaded) -> None:
 def test_beam_search_returns_its_sequences_with_log_probabilities(loaded) -> None:
     backend = HFBackend(loaded)
     setting = Setting("beam_5_sequences", PRESETS["beam_5_sequences"])
-    out = backend.generate(PROMPTS[:2], setting, None, Options(max_new_tokens=6))
+    out = backend.generate(PROMPTS[:2], setting, seeded(PROMPTS[:2]), Options(max_new_tokens=6))
     assert [len(rows) for rows in out] == [5, 5]
     for rows in out:
         assert all(g.mean_logprob is not None and g.mean_logprob <= 0 for g in rows)
@@ -346,7 +348,7 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(hf_loaded, monkeypat
     backend = HFBackend(hf_loaded, rows=8)
     prompts = ["오늘 날씨가", "나는 학교에", "우리 집 고양이는", "주말에는 친구와"]
     setting = Setting("greedy", {})
-    expected = backend.generate(prompts, setting, None, Options(4))
+    expected = backend.generate(prompts, setting, seeded(prompts), Options(4))
     real = HFBackend._generate
 
     def tight(self, batch, *args):
@@ -355,6 +357,41 @@ def test_running_out_of_memory_halves_the_batch_and_goes_on(hf_loaded, monkeypat
         return real(self, batch, *args)
 
     monkeypatch.setattr(HFBackend, "_generate", tight)
-    got = backend.generate(prompts, setting, None, Options(4))
+    got = backend.generate(prompts, setting, seeded(prompts), Options(4))
     assert [[g.text for g in row] for row in got] == [[g.text for g in row] for row in expected]
     assert backend.rows == 1
+
+
+# ---------------------------------------------------------------- fast and plain paths
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_the_fast_path_gives_what_plain_transformers_gives_for_every_preset(
+    loaded, preset: str
+) -> None:
+    # The plain path is transformers' own generate on a left-padded batch (with the
+    # harness's keyed draw for sampling); the fast one reads prompts in groups, screens
+    # the output projection and samples over candidates. They must agree.
+    setting = Setting(preset, PRESETS[preset])
+    prompts = [INSTRUCTION + p for p in PROMPTS] + PROMPTS
+    options = Options(max_new_tokens=8, stop=("\n",))
+    seeds = seeded(prompts, 42 if setting.sampled else None)
+    fast = HFBackend(loaded).generate(prompts, setting, seeds, options)
+    plain = HFBackend(loaded, fast=False).generate(prompts, setting, seeds, options)
+    assert [[g.raw for g in rows] for rows in fast] == [[g.raw for g in rows] for rows in plain]
+    assert [[g.stop_reason for g in rows] for rows in fast] == [
+        [g.stop_reason for g in rows] for rows in plain
+    ]
+    for rows, others in zip(fast, plain):
+        for g, h in zip(rows, others):
+            assert g.mean_logprob == pytest.approx(h.mean_logprob, abs=1e-4)
+
+
+def test_the_plain_path_leaves_the_output_projection_as_transformers_made_it(hf_loaded) -> None:
+    import torch
+
+    HFBackend(hf_loaded)  # a fast backend prepares the head ...
+    head = hf_loaded.model.get_output_embeddings()
+    x = torch.randn(16, head.weight.shape[1])
+    with torch.inference_mode():
+        assert torch.equal(head(x), torch.nn.functional.linear(x, head.weight))  # ... inertly

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import likelihood
+from harness import likelihood, records
 from harness.errors import HarnessError
 from harness.likelihood import encode, rank_labels, split
 from harness.pipeline import execute, new_run_dir, prepare
@@ -135,7 +135,9 @@ def test_a_likelihood_run_has_one_setting_and_records_like_the_runners(
     fake_backend.label_logprob = lambda prompt, label: 0.0 if label == "슬픔" else -3.0
     run_dir = new_run_dir(tmp_path / "reports", "tiny")
 
-    records = execute(plan, fake_backend, MODEL_INFO, run_dir)
+    fake_backend.info = MODEL_INFO
+
+    records = execute(plan, fake_backend, run_dir)
 
     assert fake_backend.calls == []  # nothing generated
     assert len(records) == 8 and {r["setting"] for r in records} == {"likelihood"}
@@ -156,7 +158,9 @@ def test_both_scorings_put_the_ranking_beside_the_decoding_settings(
     assert plan.n_outputs == 4 + 4 and plan.describe().endswith(
         "+ labels ranked by likelihood (4 prompts)")
     fake_backend.respond = lambda prompt, setting, seed, index: "기쁨"
-    records = execute(plan, fake_backend, MODEL_INFO, new_run_dir(tmp_path, "tiny"))
+    fake_backend.info = MODEL_INFO
+
+    records = execute(plan, fake_backend, new_run_dir(tmp_path, "tiny"))
     assert [r["setting"] for r in records] == ["greedy"] * 4 + ["likelihood"] * 4
     assert fake_backend.ranked[0][1] == ["기쁨", "슬픔", "분노", "중립"]
 
@@ -186,4 +190,4 @@ def test_a_tiny_model_run_ranks_labels_end_to_end(write_task, tmp_path, hf_model
     assert len(ranked) == 8
     assert all(r["output"] in LABELS and r["invalid"] == 0.0 for r in ranked)
     assert all(r["mean_logprob"] < 0 for r in ranked)
-    assert likelihood.SETTING == "likelihood"
+    assert records.LIKELIHOOD == "likelihood"

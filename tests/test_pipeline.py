@@ -10,10 +10,10 @@ import pytest
 from harness import pipeline
 from harness.errors import HarnessError
 from harness.pipeline import Overrides, execute, new_run_dir, prepare
-from harness.runner import load_records
+from harness.records import read_samples as load_records
 
 MODEL_INFO = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
-              "fingerprint": "0" * 64}
+              "fingerprint": "0" * 64, "load_s": 1.23}
 
 
 def test_prepare_lays_out_every_request_without_a_model(write_task) -> None:
@@ -68,7 +68,9 @@ def test_execute_writes_samples_run_json_and_reports(write_task, tmp_path, fake_
     fake_backend.respond = lambda prompt, setting, seed, index: "기쁨"
     run_dir = new_run_dir(tmp_path / "reports", plan.task.spec.name)
 
-    records = execute(plan, fake_backend, MODEL_INFO, run_dir, load_s=1.234)
+    fake_backend.info = MODEL_INFO
+
+    records = execute(plan, fake_backend, run_dir)
 
     assert {p.name for p in run_dir.iterdir()} == {
         "samples.jsonl", "run.json", "results.csv", "summary.csv", "index.html"

@@ -10,7 +10,8 @@ import pytest
 
 from harness import cli
 from harness.cache import ResultCache, request_key
-from harness.generate import Generation, HFBackend, Options
+from harness.backend import Generation, Options
+from harness.generate import HFBackend
 from tests.conftest import EMOTION_ROWS, write_csv
 
 # ---------------------------------------------------------------- bad input

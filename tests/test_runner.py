@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.backend import Generation, Options, request_seed
 from harness.decoding import PRESETS, Setting
-from harness.generate import Generation, Options
 from harness.prompts import Prompt, build_prompts
-from harness.runner import count_outputs, load_records, plan, run
+from harness.records import read_samples as load_records
+from harness.runner import count_outputs, plan, run
 from harness.tasks import load_task
 
 GREEDY = Setting("greedy", {})
@@ -59,8 +60,11 @@ def test_records_are_items_x_shots_x_settings_x_seeds_x_sequences(task, prompts,
     assert len(records) == count_outputs(requests) == sum(progress)
     keys = {(r["setting"], r["item"], r["shots"], r["seed"], r["sequence"]) for r in records}
     assert len(keys) == len(records)  # every output once
-    # The fake answers "<setting>/<seed>/<sequence>": each record got its own answer.
-    assert all(r["output"] == f"{r['setting']}/{r['seed']}/{r['sequence']}" for r in records)
+    # The fake answers "<setting>/<the prompt's own seed>/<sequence>": each record got
+    # its own answer, drawn with a seed of its own (the task's, mixed with the prompt)
+    for r in records:
+        own = request_seed(r["seed"], r["prompt"])
+        assert r["output"] == f"{r['setting']}/{own}/{r['sequence']}"
 
 
 def test_records_come_back_in_a_stable_order(task, prompts, fake_backend) -> None:
@@ -73,8 +77,12 @@ def test_records_come_back_in_a_stable_order(task, prompts, fake_backend) -> Non
 
 def test_the_backend_gets_seeds_only_for_sampled_settings(task, prompts, fake_backend) -> None:
     run(task.spec, plan(prompts, [GREEDY, SAMPLED3], [5, 6]), fake_backend, OPTIONS)
-    seen = {(setting, seed) for _, setting, seed in fake_backend.calls}
-    assert seen == {("greedy", None), ("top_k_top_p_3", 5), ("top_k_top_p_3", 6)}
+    seen = {(setting, prompt, seed) for batch, setting, seeds in fake_backend.calls
+            for prompt, seed in zip(batch, seeds)}
+    assert {(p.text, None) for p in prompts} == {(t, s) for n, t, s in seen if n == "greedy"}
+    sampled = {(t, s) for n, t, s in seen if n == "top_k_top_p_3"}
+    assert sampled == {(p.text, request_seed(seed, p.text)) for p in prompts for seed in (5, 6)}
+    assert len({s for _, s in sampled}) == 2 * len(prompts)  # a seed of its own each
 
 
 def test_batches_are_longest_first_and_never_above_the_backends_size(
@@ -84,9 +92,9 @@ def test_batches_are_longest_first_and_never_above_the_backends_size(
     run(task.spec, plan(prompts, [GREEDY, SAMPLED3, BEAM5], [1]), fake_backend, OPTIONS)
     limits = {"greedy": 6, "top_k_top_p_3": 2, "beam_5_sequences": 1}
     sent: dict[tuple, list[str]] = {}
-    for batch, setting, seed in fake_backend.calls:
+    for batch, setting, seeds in fake_backend.calls:
         assert 1 <= len(batch) <= limits[setting]
-        sent.setdefault((setting, seed), []).extend(batch)
+        sent.setdefault(setting, []).extend(batch)
     for group in sent.values():
         lengths = [len(text) for text in group]  # the fake counts characters as tokens
         assert lengths == sorted(lengths, reverse=True)

@@ -12,7 +12,7 @@ import pytest
 from harness import cli
 from harness.errors import HarnessError
 from harness.pipeline import execute, new_run_dir, prepare
-from harness.runner import load_records
+from harness.records import read_samples as load_records
 from harness.runs import load_run, rerender, rescore
 
 MODEL_INFO = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
@@ -32,7 +32,9 @@ def finished(write_task, tmp_path: Path, fake_backend):
     plan = prepare(path)
     fake_backend.respond = answer
     run_dir = new_run_dir(tmp_path / "reports", plan.task.spec.name)
-    execute(plan, fake_backend, MODEL_INFO, run_dir)
+    fake_backend.info = MODEL_INFO
+
+    execute(plan, fake_backend, run_dir)
     return run_dir, path
 
 

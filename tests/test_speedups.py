@@ -17,9 +17,10 @@ from harness.speedups import (
     Sampler,
     blocked_projection,
     fast_sampling_applies,
+    fast_head,
     screen_top,
-    screening,
 )
+from harness.sampling import KeyedDraw, row_keys, warpers
 
 
 def test_the_blocked_projection_equals_the_plain_one():
@@ -87,7 +88,7 @@ def test_screening_applies_only_inside_its_block(monkeypatch):
     blocked_projection(linear)
     with torch.inference_mode():
         exact = linear(x)
-        with screening(linear):
+        with fast_head(linear):
             screened = linear(x)
         after = linear(x)
     assert torch.equal(exact, after)
@@ -159,27 +160,48 @@ def test_a_flat_nucleus_wider_than_the_candidates_falls_back_for_that_row_only()
     kept = _our_kept(args, scores)
     assert torch.equal(kept, _hf_kept(args, scores))
     assert kept[1].sum() == 4500 and kept[0].sum() < 1024
-    drawn = Sampler(args)(None, scores).argmax(-1)
+    drawn = Sampler(args, row_keys([1, 2, 3]))(None, scores).argmax(-1)
     assert kept[torch.arange(3), drawn].all()
 
 
 def test_draws_follow_the_distribution():
-    torch.manual_seed(2)
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(20000, 1)
-    out = Sampler({"do_sample": True, "top_k": 0})(None, logits)
+    out = Sampler({"do_sample": True, "top_k": 0}, row_keys(list(range(20000))))(None, logits)
     chosen = out.argmax(-1)
     assert torch.isinf(out).sum(-1).eq(3).all()  # only the drawn token stays possible
     freq = torch.bincount(chosen, minlength=4).float() / len(chosen)
     assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.015)
 
 
-def test_the_same_seed_draws_the_same_tokens():
-    scores = torch.randn(4, 3000)
-    sampler = Sampler({"do_sample": True, "top_k": 0, "top_p": 0.9})
+@pytest.mark.parametrize("args", SETTINGS)
+def test_the_fast_sampler_draws_what_transformers_warpers_and_the_keyed_draw_draw(args):
+    # the fast path and the plain path pick the same token from the same logits
+    torch.manual_seed(4)
+    scores = torch.randn(16, 20000) * 4
+    keys = row_keys(list(range(8)), sequences=2)
+    for step in range(3):
+        fast, plain = Sampler(args, keys), KeyedDraw(keys)
+        fast.step = plain.step = step
+        warped = scores.clone()
+        for warper in warpers(args):
+            warped = warper(None, warped)
+        assert torch.equal(fast(None, scores.clone()).argmax(-1),
+                           plain(None, warped).argmax(-1))
+
+
+def test_a_rows_draw_depends_on_its_key_alone_not_on_its_batch():
     torch.manual_seed(5)
-    first = sampler(None, scores).argmax(-1)
-    torch.manual_seed(5)
-    assert torch.equal(sampler(None, scores).argmax(-1), first)
+    scores = torch.randn(6, 3000)
+    args = {"do_sample": True, "top_k": 0, "top_p": 0.9}
+    keys = row_keys([11, 12, 13, 14, 15, 16])
+    together = Sampler(args, keys)(None, scores.clone()).argmax(-1)
+    alone = [Sampler(args, [k])(None, scores[i : i + 1].clone()).argmax(-1) for i, k in
+             enumerate(keys)]
+    assert together.tolist() == torch.cat(alone).tolist()
+    again = Sampler(args, keys)(None, scores.clone()).argmax(-1)
+    assert torch.equal(again, together)
+    other = Sampler(args, row_keys([21, 22, 23, 24, 25, 26]))(None, scores.clone()).argmax(-1)
+    assert not torch.equal(other, together)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,104 @@
+"""The backend contract: all that the runner, the cache and the bench know of an engine.
+
+A backend turns the prompts of one decoding setting into generations, ranks labels by
+log-probability, counts tokens and says how many prompts fit in a batch. Two implement
+it: transformers (``generate.HFBackend``) and vLLM (``vllm_backend.VLLMBackend``); tests
+put a fake in their place. Nothing here imports torch.
+
+What a backend promises:
+
+- ``generate(prompts, setting, seeds, options)`` returns, for each prompt, the setting's
+  returned sequences in order. A sampled prompt comes with its own seed (see
+  ``request_seed``), and its outputs depend on that seed and the prompt alone, never on
+  the other prompts of the batch, so that a cache or a resumed run gives what a fresh run
+  gives.
+- ``identity()`` names everything besides the request that can change an output (the
+  engine, its speed-ups, device and precision); it is part of every cache key and of
+  run.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .decoding import Setting
+
+@dataclass(frozen=True)
+class Options:
+    """What every setting of a task shares."""
+
+    max_new_tokens: int = 32
+    stop: tuple[str, ...] = ()
+    bad_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # the answer: the generated text cut at the first stop string
+    raw: str  # everything generated, special tokens left out
+    n_tokens: int  # generated tokens, up to and including eos or the stop string
+    mean_logprob: float | None  # mean log-probability of those tokens under the model
+    stop_reason: str  # "eos", "stop" (a stop string) or "length"
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    logprob: float  # the sum over the label's tokens
+    n_tokens: int
+
+    @property
+    def mean(self) -> float:
+        return self.logprob / self.n_tokens
+
+
+class Backend(Protocol):
+    name: str  # "hf", "vllm", ...
+
+    def identity(self) -> dict[str, Any]:
+        """What besides the request decides an output (engine, speed-ups, precision)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The model as run.json records it: name, fingerprint, type, device, dtype, ..."""
+        ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    def batch_rows(self, setting: Setting) -> int:
+        """How many prompts of ``setting`` go into one ``generate`` call."""
+        ...
+
+    def generate(
+        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
+    ) -> list[list[Generation]]: ...
+
+    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
+        """Each label's log-probability after each prompt, in the labels' order."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the engine (processes, memory); the backend is not used after."""
+        ...
+
+
+def request_seed(seed: int | None, prompt: str) -> int | None:
+    """The seed of one sampled request: the task's seed mixed with the prompt's text.
+
+    Two settings sampling the same prompt with the same seed share it, so their draws
+    use the same random numbers (differences between them come from the settings).
+    """
+    if seed is None:
+        return None
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """The text before the first stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
