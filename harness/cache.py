@@ -44,7 +44,10 @@ Warn = Callable[[str], None]
 
 
 def warn(message: str) -> None:
-    print(f"harness: warning: {message}", file=sys.stderr, flush=True)
+    """One line on stderr, above a progress bar if one is drawn."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(f"harness: warning: {message}", file=sys.stderr)
 
 
 @functools.cache

@@ -119,7 +119,7 @@ def locked(folder: Path, what: str) -> Iterator[None]:
     ``what`` starts the error ("--resume reports/x", "rescore reports/x").
     """
     try:
-        handle = open(folder / LOCK_NAME, "a+b")  # noqa: SIM115 (held for the block)
+        handle = (folder / LOCK_NAME).open("a+b")  # held for the block
     except OSError as exc:
         raise HarnessError(f"{what}: cannot write in {folder} ({reason(exc)})") from None
     try:

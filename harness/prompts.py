@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from . import sandbox
@@ -99,8 +100,9 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
     examples = Examples(task.spec.name, pool)
     shown: dict[int, str] = {}  # a pool row rendered as an example, once
     prompts = []
+    own_pool = pool is task.items  # then an item's key is the pool's already
     for index, item in enumerate(task.items):
-        order = examples.draw(index, item, need)
+        order = examples.draw(index, item, need, examples.keys[index] if own_pool else None)
         if len(order) < need:  # the pool holds copies of this item
             raise HarnessError(
                 f"{task.path}: data item {index + 1} has copies among the examples, which "
@@ -133,14 +135,14 @@ class Examples:
 
     def __init__(self, name: str, pool: list[Item]) -> None:
         self.name = name
-        self.keys = [_row_key(row) for row in pool]
+        self.keys = [row_key(row) for row in pool]
         self.copies = Counter(self.keys)
-        self._others: dict[str, list[int]] = {}
+        self._others: dict[Hashable, list[int]] = {}
 
-    def draw(self, index: int, item: Item, k: int) -> list[int]:
+    def draw(self, index: int, item: Item, k: int, key: Hashable | None = None) -> list[int]:
         """Up to ``k`` pool indices for item ``index``, fewer only when the pool has
-        fewer rows that differ from the item."""
-        key = _row_key(item)
+        fewer rows that differ from the item (``key``: its ``row_key``, if known)."""
+        key = row_key(item) if key is None else key
         copies = self.copies.get(key, 0)
         size = len(self.keys)
         if copies * 2 > size:
@@ -168,9 +170,20 @@ class Examples:
         return chosen
 
 
-def _row_key(row: Item) -> str:
-    """Rows that are equal have the same key (compared as JSON, as the data holds it)."""
-    return json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+def row_key(row: Item) -> Hashable:
+    """A key that equal rows share: their columns and values, in column order (as JSON
+    where a value is a list or a mapping)."""
+    try:
+        key: Hashable = tuple(sorted(row.items(), key=lambda pair: str(pair[0])))
+        hash(key)
+        return key
+    except TypeError:
+        pass
+    try:
+        named = {str(column): value for column, value in row.items()}
+        return json.dumps(named, sort_keys=True, ensure_ascii=False, default=str)
+    except TypeError:  # mappings inside whose keys do not sort
+        return repr(row)
 
 
 def _check_shots(task: LoadedTask, shot_counts: list[int], pool: list[Item]) -> None:

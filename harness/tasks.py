@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Hashable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -218,7 +219,8 @@ def load_task(path: str | Path) -> LoadedTask:
 def _read_items(task_path: Path, source: str | list[dict[str, Any]], field: str) -> list[Item]:
     if isinstance(source, list):
         return check_items(source, f"{task_path}: {field}")
-    return read_table((task_path.parent / source).resolve())
+    # absolute, but links not followed: errors name the file the task names
+    return read_table(Path(os.path.abspath(task_path.parent / source)))
 
 
 def _read_yaml_text(path: Path) -> str:
