@@ -360,8 +360,8 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
             if run_dir == LATEST:
                 run_dir = latest_run(config.out, plan.task.spec.name)
             what = f"--resume {run_dir}"
-            if not run_dir.is_dir():
-                raise HarnessError(f"{what}: no such run folder")
+            if not (run_dir / "run.json").is_file():
+                raise HarnessError(f"{what}: not a run folder (no readable run.json)")
             stack.enter_context(files.locked(run_dir, what))
             found = earlier_records(run_dir, plan)
             try:

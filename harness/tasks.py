@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import os
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -206,14 +208,29 @@ def load_task(path: str | Path) -> LoadedTask:
     """Load, validate and read the data of one task file."""
     path = Path(path)
     text = _read_yaml_text(path)
-    raw, root = _parse_yaml(path, text)
-    try:
-        spec = Task.model_validate(raw)
-    except ValidationError as exc:
-        raise HarnessError(_explain(path, exc, root)) from None
+    with _collector_paused():
+        raw, root = _parse_yaml(path, text)
+        try:
+            spec = Task.model_validate(raw)
+        except ValidationError as exc:
+            raise HarnessError(_explain(path, exc, root)) from None
     items = _read_items(path, spec.data, "data")
     pool = _read_items(path, spec.fewshot, "fewshot") if spec.fewshot is not None else None
     return LoadedTask(spec=spec, path=path, items=items, pool=pool)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's garbage collector off for a while: parsing a task file of many inline
+    rows builds objects that are not garbage, and the collector would walk them again
+    and again (three times slower on a 5 MB file)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _read_items(task_path: Path, source: str | list[dict[str, Any]], field: str) -> list[Item]:
@@ -231,21 +248,34 @@ def _read_yaml_text(path: Path) -> str:
         raise HarnessError(f"{path}: the task file is not UTF-8 text") from None
 
 
-class _UniqueKeys:
-    """Refuses a key written twice in one mapping (mixed into a safe loader)."""
+class _TaskYAML:
+    """Mixed into a safe loader: refuses a key written twice in one mapping, and notes
+    whether a list or mapping is used twice (through an alias), which only then makes
+    the alias check worth its time."""
+
+    shared = False
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if not self.shared and not isinstance(node, yaml.ScalarNode):
+            self.shared = node in self.constructed_objects  # type: ignore[attr-defined]
+        return super().construct_object(node, deep=deep)  # type: ignore[misc]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):  # most often Jinja left unquoted: {{ text }}
-                raise yaml.constructor.ConstructorError(
-                    None, None, 'a mapping or list used as a key; put Jinja templates in '
-                    'quotes, e.g. query: "{{ text }}"', key_node.start_mark
-                )
+            if isinstance(key_node, yaml.ScalarNode):
+                key: Any = (key_node.tag, key_node.value)  # no need to build it twice
+            else:
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[attr-defined]
+                if not isinstance(key, Hashable):  # most often Jinja left unquoted: {{ text }}
+                    raise yaml.constructor.ConstructorError(
+                        None, None, 'a mapping or list used as a key; put Jinja templates in '
+                        'quotes, e.g. query: "{{ text }}"', key_node.start_mark
+                    )
             if key in seen:
+                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else key
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {shown!r}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
@@ -254,7 +284,7 @@ class _UniqueKeys:
 # libyaml's parser where PyYAML was built with it (ten times faster on a large file of
 # inline rows), else the pure-Python one; both safe, both refusing duplicate keys.
 _Loader: type = type(
-    "_Loader", (_UniqueKeys, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {}
+    "_Loader", (_TaskYAML, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {}
 )
 
 
@@ -263,9 +293,9 @@ def _parse_yaml(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
-        if root is not None:
-            _check_aliases(path, root)
         raw = loader.construct_document(root) if root is not None else None
+        if loader.shared:  # shared values were built once; expanded they may be huge
+            _check_aliases(path, root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
