@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import sqlite3
 import sys
@@ -69,9 +70,10 @@ def scope(fingerprint: str | None, identity: dict[str, Any]) -> dict[str, Any]:
     """What besides the request decides its outputs: the model, the backend, the code."""
     libraries = {}
     for name in ("torch", "transformers"):
-        module = sys.modules.get(name)  # a backend that uses them has imported them
-        if module is not None:
-            libraries[name] = getattr(module, "__version__", "?")
+        try:
+            libraries[name] = getattr(importlib.import_module(name), "__version__", "?")
+        except ImportError:
+            libraries[name] = None
     return {"model": fingerprint, "harness": code_version(), "libraries": libraries,
             **identity}
 

@@ -400,7 +400,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
         except KeyboardInterrupt:
             raise Interrupted(run_dir) from None
         except BaseException as exc:
-            raise _failed(config, run_dir, fresh, exc) from None
+            raise _failed(config, plan, batches, run_dir, fresh, exc) from None
     return Finished(plan, run_dir, made)
 
 
@@ -423,25 +423,31 @@ def _clean(path: Path) -> bool:
     return records.scan_samples(path)[1] == 0
 
 
-def _failed(config: RunConfig, run_dir: Path, fresh: bool, exc: BaseException) -> BaseException:
+def _failed(config: RunConfig, plan: Plan, batches: list[list[runner.Request]], run_dir: Path,
+            fresh: bool, exc: BaseException) -> BaseException:
     """What a run that stopped on ``exc`` raises, after tidying its run folder: a new
-    folder with no output in it is removed; otherwise the error says how to resume."""
+    folder with no whole batch of outputs in it is removed (a resume would make them all
+    again); otherwise the error says how many outputs a resume keeps, and how."""
     samples = run_dir / "samples.jsonl"
     try:
-        kept = records.scan_samples(samples)[0] if samples.exists() else []
+        found = records.scan_samples(samples)[0] if samples.exists() else []
     except OSError:
-        kept = []
+        found = []
+    kept = kept_records(found, plan, batches)
     if fresh and not kept:
         shutil.rmtree(run_dir, ignore_errors=True)
         if isinstance(exc, OSError):
             return HarnessError(f"--out {run_dir.parent}: cannot write the run there "
                                 f"({files.reason(exc)}); nothing was kept")
         return exc
-    if not isinstance(exc, (OSError, HarnessError)):
+    resume = f"harness run {config.task} --resume {run_dir}"
+    if isinstance(exc, HarnessError):
+        return HarnessError(f"{exc} (the {len(kept)} outputs finished so far are kept in "
+                            f"{run_dir}; {resume} finishes the run)")
+    if not isinstance(exc, OSError):
         return exc
-    fix = "free some space" if files.disk_full(exc) else "fix that"
-    problem = f"cannot write the run ({files.reason(exc)})" if isinstance(exc, OSError) else exc
+    fix = "free some space" if files.disk_full(exc) else "once it can be written"
     return HarnessError(
-        f"{run_dir}: {problem}; the {len(kept)} outputs finished so far are kept there: "
-        f"{fix}, then resume with: harness run {config.task} --resume {run_dir}"
+        f"{run_dir}: cannot write the run ({files.reason(exc)}); the {len(kept)} outputs "
+        f"finished so far are kept there: {fix}, then resume with: {resume}"
     )

@@ -58,8 +58,10 @@ def rerender(run_dir: str | Path) -> Path:
     try:
         report.write_all(run_dir, run, found)
     except OSError as exc:
+        fix = ("free some space and try again" if files.disk_full(exc) else
+               "copy the run folder somewhere writable and report that")
         raise HarnessError(f"{run_dir}: cannot write the report there ({files.reason(exc)}); "
-                           "copy the run folder somewhere writable and report that") from None
+                           f"{fix}") from None
     return run_dir / "index.html"
 
 
