@@ -14,7 +14,6 @@ import platform
 import shutil
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path

@@ -192,16 +192,15 @@ class _Bounded(SandboxedEnvironment):
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _tick()
+        both_ints = isinstance(left, int) and isinstance(right, int)
         if operator == "*":
             _repeated(left, right)
             _repeated(right, left)
-            if isinstance(left, int) and isinstance(right, int):
-                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
-                    raise _Limit(f"it computes a number above 2^{MAX_INT_BITS}")
+            if both_ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise _Limit(f"it computes a number above 2^{MAX_INT_BITS}")
         elif operator == "**":
-            if isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
-                if left.bit_length() * right > MAX_INT_BITS:
-                    raise _Limit(f"it computes a number above 2^{MAX_INT_BITS}")
+            if both_ints and abs(left) > 1 and right > 0 and left.bit_length() * right > MAX_INT_BITS:
+                raise _Limit(f"it computes a number above 2^{MAX_INT_BITS}")
         elif operator == "+":
             if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
                 _too_long(len(left) + len(right))
@@ -211,14 +210,14 @@ class _Bounded(SandboxedEnvironment):
         _check_int(result)
         return _measured(result)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         _tick()
-        owner = getattr(__obj, "__self__", None)
+        owner = getattr(obj, "__self__", None)
         if isinstance(owner, str):
-            size = _METHOD_SIZES.get(getattr(__obj, "__name__", ""))
+            size = _METHOD_SIZES.get(getattr(obj, "__name__", ""))
             if size is not None:
                 _too_long(size(owner, *args, **kwargs))
-        return _measured(super().call(__context, __obj, *args, **kwargs))
+        return _measured(super().call(context, obj, *args, **kwargs))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         return _measured(super().getattr(obj, attribute))
@@ -256,12 +255,12 @@ _REFUSED = {
 class _AddChecks(NodeTransformer):
     """Route every for loop's items and every ``~`` through the environment's checks."""
 
-    def visit_For(self, node: nodes.For) -> nodes.Node:  # noqa: N802
+    def visit_For(self, node: nodes.For) -> nodes.Node:
         node = self.generic_visit(node)
         node.iter = _call("bounded_iter", node.iter)
         return node
 
-    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:  # noqa: N802
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         return _call("bounded", self.generic_visit(node))
 
 

@@ -38,25 +38,25 @@ BOMBS = {
         "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
         "template stopped:"),  # its output or its time, whichever comes first
     "a macro calling itself twice": (
-        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
-        "{{ f(60) }}", "longer than 0.2 s"),
+        ("{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+         "{{ f(60) }}"), "longer than 0.2 s"),
     "a macro doubling its text": (
-        "{% macro f(n) %}{% if n %}{% set s = f(n - 1) %}{{ s }}{{ s }}{% else %}x"
-        "{% endif %}{% endmacro %}{{ f(60) }}", "longer than 1,000,000"),
+        ("{% macro f(n) %}{% if n %}{% set s = f(n - 1) %}{{ s }}{{ s }}{% else %}x"
+         "{% endif %}{% endmacro %}{{ f(60) }}"), "longer than 1,000,000"),
     "self-recursion": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "nests too deeply"),
     "lipsum": ("{{ lipsum(10**6) }}", "'lipsum' is undefined"),
     "a power tower": ("{{ 10**(10**10) }}", "a number above 2^4096"),
-    "squaring in a loop": ("{% set ns = namespace(x=3) %}{% for i in range(64) %}"
-                           "{% set ns.x = ns.x * ns.x %}{% endfor %}", "a number above"),
+    "squaring in a loop": (("{% set ns = namespace(x=3) %}{% for i in range(64) %}"
+                            "{% set ns.x = ns.x * ns.x %}{% endfor %}"), "a number above"),
     "text times a billion": ("{{ text * 10**9 }}", "longer than 1,000,000"),
     "a billion times text": ("{{ 1000000000 * text }}", "longer than 1,000,000"),
     "doubling by ~": ("{% set s = 'x' %}" + "{% set s = s ~ s %}" * 45 + "{{ s }}",
                       "longer than 1,000,000"),
     "doubling in a namespace": (
-        "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
-        "{% endfor %}", "longer than 1,000,000"),
-    "doubling by +": ("{% set ns = namespace(s='x') %}{% for i in range(60) %}"
-                      "{% set ns.s = ns.s + ns.s %}{% endfor %}", "longer than 1,000,000"),
+        ("{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}"
+         "{% endfor %}"), "longer than 1,000,000"),
+    "doubling by +": (("{% set ns = namespace(s='x') %}{% for i in range(60) %}"
+                       "{% set ns.s = ns.s + ns.s %}{% endfor %}"), "longer than 1,000,000"),
     "format_map on text": ("{{ '{0}'.format_map(text) }}", "IndexError"),
     "a wide str.format": ("{{ '{:>1000000000}'.format(text) }}", "format width"),
     "a wide %": ("{{ '%1000000000d' % 1 }}", "format width"),
