@@ -15,6 +15,9 @@ What a backend promises:
 - ``identity()`` names everything besides the request that can change an output (the
   engine, its speed-ups, device and precision); it is part of every cache key and of
   run.json.
+- ``describe()["fingerprint"]`` identifies the weights (a digest of the model's files, or
+  a hub id at its resolved commit); it is None when they cannot be identified, and then
+  the result cache is not used.
 """
 
 from __future__ import annotations

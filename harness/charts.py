@@ -19,6 +19,7 @@ Row = dict[str, Any]
 _STYLE = {
     "svg.fonttype": "none",  # text stays text: small, and drawn with the page's fonts
     "svg.hashsalt": "harness",  # stable ids, so the same numbers give the same page
+    "text.parse_math": False,  # a "$" in a setting or model name is a dollar sign
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Noto Sans CJK KR", "Noto Sans KR", "NanumGothic",
                         "Malgun Gothic", "AppleGothic"],

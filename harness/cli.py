@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .errors import HarnessError
@@ -15,11 +16,18 @@ TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 LATEST = Path("<latest>")  # --resume with no folder named (pipeline.LATEST)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line as one line like any other."""
+
+    def error(self, message: str) -> NoReturn:
+        raise HarnessError(f"{message} (see {self.prog} --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
-    command: Callable[[argparse.Namespace], int] = args.command
     try:
+        args = parser.parse_args(argv)
+        command: Callable[[argparse.Namespace], int] = args.command
         return command(args)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
@@ -35,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="harness", description="Evaluate prompts on causal language models."
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
@@ -47,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, metavar="N", help="only the first N items")
     run.add_argument("--shots", type=_int_list, metavar="0,1,3", help="shot counts")
     run.add_argument("--presets", type=_str_list, metavar="a,b", help="presets instead of the task's settings")
-    run.add_argument("--seed", type=_int_list, metavar="S", help="seed(s) for sampled settings")
+    run.add_argument("--seed", type=_seed_list, metavar="S", help="seed(s) for sampled settings")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     run.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"],
                      help="transformers (hf) or vLLM; auto: vLLM where CUDA and vLLM are there")
@@ -354,10 +362,31 @@ def _table(summary: list[dict], columns: list[str]) -> str:
 
 
 def _int_list(text: str) -> list[int]:
+    """Counts separated by commas: at least one, none twice, none below 0."""
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+    from .tasks import shots_problem
+
+    problem = shots_problem(values)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return values
+
+
+def _seed_list(text: str) -> list[int]:
+    """Seeds separated by commas: at least one, none twice, each from 0 to 2^63 - 1."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds separated by commas, got {text!r}")
+    from .tasks import seed_problem
+
+    problem = seed_problem(values)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return values
 
 
 def _str_list(text: str) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from markupsafe import Markup
 
-from . import charts, metrics, report
+from . import charts, files, metrics, report
 from .errors import HarnessError
 from .runs import load_run
 
@@ -89,8 +89,13 @@ def compare(folders: list[Path], out: Path | None = None) -> Path:
     except OSError as exc:
         raise HarnessError(f"--out {out}: cannot write there ({exc.strerror})") from None
     keys, columns, table = deltas(runs)
-    write_csv(out / "compare.csv", runs, keys, columns, table)
-    (out / "compare.html").write_text(render(runs, keys, columns, table), encoding="utf-8")
+    page = render(runs, keys, columns, table)
+    try:
+        with files.replacing(out / "compare.csv") as scratch:
+            write_csv(scratch, runs, keys, columns, table)
+        files.write_text(out / "compare.html", page)
+    except OSError as exc:
+        raise HarnessError(f"--out {out}: cannot write there ({files.reason(exc)})") from None
     return out / "compare.html"
 
 

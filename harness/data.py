@@ -5,12 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from .errors import HarnessError
+from .files import MiB, read_regular
 
 Item = dict[str, Any]
+
+# The largest data file read: a KorQuAD-sized set is about 40 MB; far larger files are a
+# mistake (or a device: only regular files are read at all).
+MAX_DATA_BYTES = 512 * MiB
 
 # Korean spreadsheets are often saved as CP949 (a superset of EUC-KR). UTF-8 is tried
 # first (with or without a BOM); a file that is not UTF-8 but decodes as CP949 is read
@@ -20,14 +26,7 @@ _ENCODINGS = ("utf-8-sig", "cp949")
 
 def read_text(path: Path) -> tuple[str, str]:
     """Return the text of ``path`` and the encoding it was read with."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: data file not found") from None
-    except IsADirectoryError:
-        raise HarnessError(f"{path}: is a folder, not a data file") from None
-    except OSError as exc:
-        raise HarnessError(f"{path}: cannot read data file ({exc.strerror})") from None
+    raw = read_regular(path, "data file", MAX_DATA_BYTES)
     for encoding in _ENCODINGS:
         try:
             return raw.decode(encoding), encoding
@@ -40,14 +39,14 @@ def read_text(path: Path) -> tuple[str, str]:
 
 def read_table(path: Path) -> list[Item]:
     """Read the rows of a CSV, TSV or JSONL file as mappings from column to value."""
-    text, _ = read_text(path)
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv", ".tsv"):
+        raise HarnessError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv or .jsonl")
+    text, _ = read_text(path)
     if suffix == ".jsonl":
         rows = _read_jsonl(path, text)
-    elif suffix in (".csv", ".tsv"):
-        rows = _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
     else:
-        raise HarnessError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv or .jsonl")
+        rows = _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
     if not rows:
         raise HarnessError(f"{path}: no items in the data file")
     return rows
@@ -64,7 +63,17 @@ def check_items(items: list[Item], source: str) -> list[Item]:
 
 
 def _read_delimited(path: Path, text: str, delimiter: str) -> list[Item]:
+    # The csv module refuses cells over 131,072 characters by default; a long passage is
+    # an ordinary cell here, and the file's size is capped already.
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        return _rows(path, reader)
+    except csv.Error as exc:
+        raise HarnessError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
+
+
+def _rows(path: Path, reader: csv.DictReader) -> list[Item]:
     if not reader.fieldnames:
         return []
     columns = [name.strip() for name in reader.fieldnames]
@@ -85,7 +94,10 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> list[Item]:
 
 def _read_jsonl(path: Path, text: str) -> list[Item]:
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: JSON strings may hold U+2028, U+2029 or NEL, which
+    # str.splitlines() would also split at.
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -26,22 +27,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
-
-from . import __version__
+from . import __version__, sandbox
 from .data import read_table
 from .errors import HarnessError
+from .tasks import MAX_SEED
 
 # The lessons' <s>question</s><s>answer</s>, in whatever tokens the model has. A prompt
 # for the tuned model is the query part: it ends with the start token of the answer.
 DEFAULT_QUERY = "{{ bos }}{{ question }}{{ eos }}{{ bos }}"
 DEFAULT_ANSWER = "{{ answer }}{{ eos }}"
 _VARIABLES = {"question", "answer", "bos", "eos"}
-_ENV = SandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-)
 
 
 @dataclass
@@ -76,8 +71,10 @@ def check(cfg: Config) -> None:
     """Refuse bad options before a model loads."""
     if cfg.epochs < 1:
         raise HarnessError("--epochs must be 1 or more")
-    if not cfg.lr > 0:
-        raise HarnessError("--lr must be above 0")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise HarnessError(f"--lr {cfg.lr}: the learning rate must be a finite number above 0")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise HarnessError(f"--seed {cfg.seed}: seeds are whole numbers from 0 to 2^63 - 1")
     if cfg.batch_size < 1:
         raise HarnessError("--batch-size must be 1 or more")
     if cfg.max_length < 4:
@@ -149,13 +146,17 @@ class PairFormat:
         self.adds_bos = bos_id is not None and with_specials[:1] == [bos_id] != bare[:1]
 
     def query(self, question: str) -> str:
-        text = self.query_template.render(question=question, bos=self.bos, eos=self.eos)
+        text = sandbox.render(self.query_template,
+                              {"question": question, "bos": self.bos, "eos": self.eos},
+                              "--query-template")
         if self.adds_bos and self.bos and text.startswith(self.bos):
             text = text[len(self.bos):]
         return text
 
     def answer(self, answer: str) -> str:
-        return self.answer_template.render(answer=answer, bos=self.bos, eos=self.eos)
+        return sandbox.render(self.answer_template,
+                              {"answer": answer, "bos": self.bos, "eos": self.eos},
+                              "--answer-template")
 
     def task_query(self, column: str) -> str:
         """What a task's prompt.query must be to ask the tuned model as it was trained."""
@@ -172,13 +173,9 @@ class PairFormat:
         return self.tokenizer.decode(self.encode(question, answer)[0])
 
 
-def _compile(option: str, source: str, forbidden: set[str]) -> jinja2.Template:
-    try:
-        used = meta.find_undeclared_variables(_ENV.parse(source))
-        template = _ENV.from_string(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise HarnessError(f"{option}: template error: {exc.message}") from None
-    unknown = used - (_VARIABLES - forbidden)
+def _compile(option: str, source: str, forbidden: set[str]) -> sandbox.Compiled:
+    template = sandbox.compile_template(source, option)
+    unknown = template.variables - (_VARIABLES - forbidden)
     if unknown:
         allowed = ", ".join(sorted(_VARIABLES - forbidden))
         raise HarnessError(f"{option}: unknown variable {sorted(unknown)[0]!r}; use {allowed}")

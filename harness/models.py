@@ -27,7 +27,7 @@ class LoadedModel:
     model: Any  # a transformers PreTrainedModel, in eval mode, on its device
     tokenizer: Any  # a transformers PreTrainedTokenizerFast, padding on the left
     name: str  # what the user asked for
-    fingerprint: str  # sha256 over the weight and tokenizer files
+    fingerprint: str | None  # sha256 over the weight and tokenizer files; hub: id@commit
     device: str
     dtype: str
     load_s: float
@@ -70,7 +70,7 @@ def load_model(spec: str, device: str | None = None) -> LoadedModel:
     folder = resolve(spec)
     if folder is None:  # a hub id
         model, tokenizer = _load_hub(spec, device)
-        fingerprint = f"hub:{spec}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
+        fingerprint = hub_fingerprint(spec, getattr(model.config, "_commit_hash", None))
     elif _is_kogpt2_layout(folder):
         model, tokenizer = load_kogpt2(folder)
         fingerprint = fingerprint_files(folder)
@@ -89,6 +89,13 @@ def load_model(spec: str, device: str | None = None) -> LoadedModel:
         model, tokenizer, spec, fingerprint, device, str(model.dtype).removeprefix("torch."),
         time.perf_counter() - started,
     )
+
+
+def hub_fingerprint(model_id: str, revision: str | None) -> str | None:
+    """A hub model's identity: its id at the commit it resolved to. None when the
+    commit is not known: the same id may hold other weights tomorrow, so nothing keyed
+    by it (the result cache) may be trusted."""
+    return f"hub:{model_id}@{revision}" if revision else None
 
 
 def resolve(spec: str) -> Path | None:
@@ -269,7 +276,13 @@ def kogpt2_tokenizer(folder: Path) -> Any:
     from tokenizers import SentencePieceBPETokenizer
     from transformers import PreTrainedTokenizerFast
 
-    bpe = SentencePieceBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    try:
+        bpe = SentencePieceBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    except Exception as exc:  # the tokenizers library raises a bare Exception
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HarnessError(
+            f"{folder}: vocab.json and merges.txt do not make a tokenizer ({first})"
+        ) from None
     # Checked before the wrapper below, which would add a missing one as a new token.
     missing = [t for t in KOGPT2_SPECIALS if bpe.token_to_id(t) is None]
     if missing:
@@ -373,8 +386,11 @@ def _half_dtype() -> Any:
 def fingerprint_files(folder: Path) -> str:
     """sha256 over the names and contents of a model folder's files.
 
-    Hashing a gigabyte takes about a second, so the digest is remembered beside the
-    cache, keyed by each file's size and modification time.
+    Hashing a gigabyte takes about a second, so each file's digest is remembered beside
+    the cache, keyed by what the file system says of it: path, size, modification time,
+    and the inode number and change time, which no program can set back (rewriting a
+    file in place and resetting its modification time still changes its change time;
+    replacing it by a rename changes its inode).
     """
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     digest = hashlib.sha256()
@@ -387,15 +403,21 @@ def fingerprint_files(folder: Path) -> str:
 def _file_sha256(path: Path) -> str:
     stat = path.stat()
     memo_path = cache_root() / "sha256.json"
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = (f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ctime_ns}:"
+           f"{stat.st_dev}:{stat.st_ino}")
     try:
         memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
         memo = {}
-    if key in memo:
-        return memo[key]
+    if not isinstance(memo, dict):
+        memo = {}
+    known = memo.get(key)
+    if isinstance(known, str) and len(known) == 64:
+        return known
     with path.open("rb") as handle:
         value = hashlib.file_digest(handle, "sha256").hexdigest()
+    prefix = f"{path.resolve()}:"
+    memo = {k: v for k, v in memo.items() if not k.startswith(prefix)}  # its older states
     memo[key] = value
     try:
         memo_path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,25 +7,26 @@ before a model loads); ``execute`` generates with a backend and writes the run f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import platform
+import shutil
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import __version__, records, report, runner
+from . import __version__, files, records, report, runner
 from .backend import Backend, Options
-from .cache import ResultCache
+from .cache import ResultCache, open_cache
+from .cache import scope as cache_scope
 from .decoding import Setting, expand
 from .errors import HarnessError
 from .prompts import Prompt, build_prompts
 from .records import LIKELIHOOD
-from .tasks import LoadedTask, load_task
+from .tasks import LoadedTask, load_task, seed_problem, shots_problem
 
 
 @dataclass
@@ -88,8 +89,10 @@ def prepare(task_path: str | Path, overrides: Overrides | None = None) -> Plan:
         task = task.model_copy(update={"items": task.items[: overrides.limit], "pool": pool})
     spec = task.spec
     shots = overrides.shots if overrides.shots is not None else spec.shots
-    if any(k < 0 for k in shots):
-        raise HarnessError("--shots takes counts of 0 or more")
+    if overrides.shots is not None and (problem := shots_problem(overrides.shots)):
+        raise HarnessError(f"--shots: {problem}")
+    if overrides.seeds is not None and (problem := seed_problem(overrides.seeds)):
+        raise HarnessError(f"--seed: {problem}")
     prompts = build_prompts(task, shots)
     try:
         settings = expand(spec.decoding, overrides.presets)
@@ -131,12 +134,11 @@ def new_run_dir(out: Path, name: str) -> Path:
 def check_writable(out: Path) -> None:
     """Fail before any model loads when the reports folder cannot be written."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        files.probe(out)
     except OSError as exc:
-        raise HarnessError(f"--out {out}: cannot write the report there ({exc.strerror})") from None
+        raise HarnessError(
+            f"--out {out}: cannot write the report there ({files.reason(exc)})"
+        ) from None
 
 
 def check_same_model(run_dir: Path, backend: Backend) -> None:
@@ -212,31 +214,42 @@ def latest_run(out: Path, name: str) -> Path:
     return runs[-1]
 
 
-def finished_records(run_dir: Path, plan: Plan) -> list[records.Record]:
-    """The outputs a run folder already holds, checked against the plan.
+def earlier_records(run_dir: Path, plan: Plan) -> list[records.Record]:
+    """The records a run folder holds, once it is known to be a run of this plan.
 
-    A request counts as done only when all its returned sequences are there; partial
-    ones (and a line cut short by a crash) are dropped, and samples.jsonl is rewritten
-    with what is kept, so that resuming never duplicates a row.
+    Damaged lines (cut short, not UTF-8, not records) are left out, with a note.
     """
     try:
         earlier = records.read_run(run_dir)
     except (OSError, ValueError):
         raise HarnessError(f"--resume {run_dir}: not a run folder (no readable run.json)") from None
-    if earlier.get("plan_id") != plan_id(plan):
+    if not isinstance(earlier, dict) or earlier.get("plan_id") != plan_id(plan):
         raise HarnessError(
             f"--resume {run_dir}: that run had another task file, data or options; "
             "run without --resume to start afresh"
         )
     path = run_dir / "samples.jsonl"
-    found = records.read_samples(path) if path.exists() else []
-    expected = {r.id: r.setting.sequences for r in plan.requests}
+    try:
+        found, skipped = records.scan_samples(path) if path.exists() else ([], 0)
+    except OSError as exc:
+        raise HarnessError(f"--resume {path}: cannot read it ({files.reason(exc)})") from None
+    if skipped:
+        say(f"note: {path}: {skipped} damaged line(s) left out (cut short, not UTF-8, or "
+            "not an output); their requests run again")
+    return found
+
+
+def kept_records(
+    found: list[records.Record], plan: Plan, batches: list[list[runner.Request]]
+) -> list[records.Record]:
+    """What a resumed run keeps of ``found``: the records of batches that are there
+    whole (``runner.done_batches``), so that what runs again forms the same batches as
+    an uninterrupted run did. A request's partial outputs, a half-written batch and
+    duplicated lines are dropped."""
+    done = runner.done_batches(found, batches)
     if plan.likelihood:
-        expected |= {(LIKELIHOOD, None, p.item, p.shots): 1 for p in plan.prompts}
-    counts = Counter(records.record_id(r) for r in found)
-    kept = [r for r in found if counts[records.record_id(r)] == expected.get(records.record_id(r))]
-    records.write_samples(path, kept)
-    return kept
+        done |= runner.done_chunks(found, plan.prompts)
+    return [r for r in found if records.record_id(r) in done]
 
 
 def execute(
@@ -245,32 +258,34 @@ def execute(
     run_dir: Path,
     cache: ResultCache | None = None,
     done: list[records.Record] | None = None,
+    batches: list[list[runner.Request]] | None = None,
 ) -> list[records.Record]:
     """Generate every output not in ``done`` into run_dir, then write the reports.
 
     run.json is written first, so an interrupted run can be resumed; outputs are
-    appended to samples.jsonl as they finish.
+    appended to samples.jsonl a batch at a time. ``done`` holds whole batches (see
+    ``kept_records``); ``batches`` is ``runner.layout`` of the whole plan.
     """
     from tqdm.auto import tqdm
 
     done = done or []
     finished = {records.record_id(r) for r in done}
-    pending = [r for r in plan.requests if r.id not in finished]
-    load_s = backend.describe().get("load_s", 0.0)
+    batches = batches if batches is not None else runner.layout(plan.requests, backend)
+    info = backend.describe()
+    load_s = info.get("load_s", 0.0)
     started = time.perf_counter()
     records.write_run(run_dir, run_metadata(plan, backend, {"load_s": load_s}))
-    scope = {"model": backend.describe().get("fingerprint", ""), **backend.identity()}
+    scope = cache_scope(info.get("fingerprint"), backend.identity())
     with (
         (run_dir / "samples.jsonl").open("a", encoding="utf-8") as samples,
         tqdm(total=plan.n_outputs, initial=len(done), unit="out", desc=plan.task.spec.name,
              dynamic_ncols=True) as bar,
     ):
-        new = runner.run(plan.task.spec, pending, backend, plan.options, samples, bar.update,
-                         cache, scope)
+        new = runner.run(plan.task.spec, plan.requests, backend, plan.options, samples,
+                         bar.update, cache, scope, finished, batches)
         if plan.likelihood:
-            unranked = [p for p in plan.prompts
-                        if (LIKELIHOOD, None, p.item, p.shots) not in finished]
-            new += runner.rank(plan.task.spec, unranked, backend, samples, bar.update)
+            new += runner.rank(plan.task.spec, plan.prompts, backend, samples, bar.update,
+                               done=finished)
     order = records.sort_key([*(s.name for s in plan.settings), LIKELIHOOD])
     made = sorted(done + new, key=order)
     timings = {
@@ -325,7 +340,10 @@ def say(line: str) -> None:
 def run(config: RunConfig, backend: Backend | None = None) -> Finished:
     """Prepare, load (unless ``backend`` is given), generate, score and report a task.
 
-    A backend opened here is closed before returning; one passed in is left open.
+    A backend opened here is closed before returning; one passed in is left open. The
+    run folder is locked while the run writes it. A run that fails leaves no empty run
+    folder behind; one that fails after finishing some outputs keeps them, and its error
+    says how to resume.
     """
     from . import engines
     from .models import cache_root
@@ -334,35 +352,101 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
     say(plan.describe())
     engine = engines.choose(config.backend, config.device) if backend is None else backend.name
     engines.check(engine, plan.settings, plan.options)  # before any model loads
-    done: list[records.Record] = []
-    run_dir = config.resume
-    if run_dir is not None:
-        if run_dir == LATEST:
-            run_dir = latest_run(config.out, plan.task.spec.name)
-        done = finished_records(run_dir, plan)
-        say(f"resuming {run_dir}: {len(done)} of {plan.n_outputs} outputs done")
-    else:
-        check_writable(config.out)
-    opened = backend is None
-    if backend is None:
-        backend = engines.open_backend(engine, plan.model, config.device, fast=config.fast)
-    try:
+    with contextlib.ExitStack() as stack:
+        found: list[records.Record] = []
+        run_dir = config.resume
+        if run_dir is not None:
+            if run_dir == LATEST:
+                run_dir = latest_run(config.out, plan.task.spec.name)
+            what = f"--resume {run_dir}"
+            if not (run_dir / "run.json").is_file():
+                raise HarnessError(f"{what}: not a run folder (no readable run.json)")
+            stack.enter_context(files.locked(run_dir, what))
+            found = earlier_records(run_dir, plan)
+            try:
+                files.probe(run_dir)
+            except OSError as exc:
+                raise HarnessError(f"{what}: cannot write there ({files.reason(exc)})") from None
+        else:
+            check_writable(config.out)
+        cache = open_cache(cache_root() / "results.sqlite") if config.cache else None
+        if cache is not None:
+            stack.callback(cache.close)
+        if backend is None:
+            backend = engines.open_backend(engine, plan.model, config.device, fast=config.fast)
+            stack.callback(backend.close)
         info = backend.describe()
         say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "
             f"{backend.name}, ready in {info.get('load_s', 0.0):.1f} s")
+        if cache is not None and not info.get("fingerprint"):
+            say("harness: warning: the model's files or hub revision cannot be identified, "
+                "so the result cache is not used for this run")
+            cache.close()
+            cache = None
+        batches = runner.layout(plan.requests, backend)
         if run_dir is not None:
             check_same_model(run_dir, backend)
+            done = kept_records(found, plan, batches)
+            _rewrite_samples(run_dir, done, found)
+            say(f"resuming {run_dir}: {len(done)} of {plan.n_outputs} outputs done")
+            fresh = False
         else:
             run_dir = new_run_dir(config.out, plan.task.spec.name)
-        cache = ResultCache(cache_root() / "results.sqlite") if config.cache else None
+            stack.enter_context(files.locked(run_dir, f"--out {run_dir}"))
+            done, fresh = [], True
         try:
-            made = execute(plan, backend, run_dir, cache, done)
+            made = execute(plan, backend, run_dir, cache, done, batches)
         except KeyboardInterrupt:
             raise Interrupted(run_dir) from None
-        finally:
-            if cache:
-                cache.close()
-    finally:
-        if opened:
-            backend.close()
+        except BaseException as exc:
+            raise _failed(config, plan, batches, run_dir, fresh, exc) from None
     return Finished(plan, run_dir, made)
+
+
+def _rewrite_samples(run_dir: Path, kept: list[records.Record],
+                     found: list[records.Record]) -> None:
+    """samples.jsonl with only what a resumed run keeps (untouched when that is all)."""
+    path = run_dir / "samples.jsonl"
+    if len(kept) == len(found) and (not path.exists() or _clean(path)):
+        return
+    try:
+        records.write_samples(path, kept)
+    except OSError as exc:
+        raise HarnessError(
+            f"--resume {run_dir}: cannot write there ({files.reason(exc)})"
+        ) from None
+
+
+def _clean(path: Path) -> bool:
+    """Whether every line of a samples.jsonl is a record (nothing to repair)."""
+    return records.scan_samples(path)[1] == 0
+
+
+def _failed(config: RunConfig, plan: Plan, batches: list[list[runner.Request]], run_dir: Path,
+            fresh: bool, exc: BaseException) -> BaseException:
+    """What a run that stopped on ``exc`` raises, after tidying its run folder: a new
+    folder with no whole batch of outputs in it is removed (a resume would make them all
+    again); otherwise the error says how many outputs a resume keeps, and how."""
+    samples = run_dir / "samples.jsonl"
+    try:
+        found = records.scan_samples(samples)[0] if samples.exists() else []
+    except OSError:
+        found = []
+    kept = kept_records(found, plan, batches)
+    if fresh and not kept:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(exc, OSError):
+            return HarnessError(f"--out {run_dir.parent}: cannot write the run there "
+                                f"({files.reason(exc)}); nothing was kept")
+        return exc
+    resume = f"harness run {config.task} --resume {run_dir}"
+    if isinstance(exc, HarnessError):
+        return HarnessError(f"{exc} (the {len(kept)} outputs finished so far are kept in "
+                            f"{run_dir}; {resume} finishes the run)")
+    if not isinstance(exc, OSError):
+        return exc
+    fix = "free some space" if files.disk_full(exc) else "once it can be written"
+    return HarnessError(
+        f"{run_dir}: cannot write the run ({files.reason(exc)}); the {len(kept)} outputs "
+        f"finished so far are kept there: {fix}, then resume with: {resume}"
+    )

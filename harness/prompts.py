@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import random
+from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass
 
-import jinja2
-from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment
-
+from . import sandbox
 from .data import Item
 from .errors import HarnessError
 from .tasks import LoadedTask
 
-# One environment for every template: sandboxed (no reaching Python internals), strict
-# (a missing variable is an error, never an empty string) and faithful to whitespace
-# (a trailing newline in a template is part of the prompt).
-_ENV = SandboxedEnvironment(
-    undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-)
+# Every template goes through one environment (``sandbox``): sandboxed (no reaching
+# Python internals), strict (a missing variable is an error, never an empty string),
+# faithful to whitespace (a trailing newline in a template is part of the prompt), and
+# bounded in rendering time and size.
 
 
 @dataclass(frozen=True)
@@ -46,18 +44,13 @@ class Templates:
             "target": spec.target,
             "aliases": spec.aliases,
         }
-        self.compiled: dict[str, jinja2.Template] = {}
-        self.variables: dict[str, set[str]] = {}
+        self.compiled: dict[str, sandbox.Compiled] = {}
+        self.variables: dict[str, frozenset[str]] = {}
         for name, source in sources.items():
             if source is None:
                 continue
-            try:
-                self.variables[name] = meta.find_undeclared_variables(_ENV.parse(source))
-                self.compiled[name] = _ENV.from_string(source)
-            except jinja2.TemplateSyntaxError as exc:
-                raise HarnessError(
-                    f"{task.path}: {name}: template error on its line {exc.lineno}: {exc.message}"
-                ) from None
+            self.compiled[name] = sandbox.compile_template(source, f"{task.path}: {name}")
+            self.variables[name] = self.compiled[name].variables
         self._check_columns()
 
     def _check_columns(self) -> None:
@@ -82,12 +75,7 @@ class Templates:
                     )
 
     def render(self, name: str, row: Item | None = None) -> str:
-        try:
-            return self.compiled[name].render(**(row or {}))
-        except jinja2.exceptions.SecurityError as exc:
-            raise HarnessError(f"{self.task.path}: {name}: refused by the sandbox ({exc})") from None
-        except jinja2.TemplateError as exc:
-            raise HarnessError(f"{self.task.path}: {name}: {exc}") from None
+        return sandbox.render(self.compiled[name], row or {}, f"{self.task.path}: {name}")
 
     def references(self, row: Item) -> list[str]:
         if "target" not in self.compiled:
@@ -100,7 +88,7 @@ class Templates:
 
 
 def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prompt]:
-    """Render every item at every shot count, examples drawn as ``draw_examples`` says."""
+    """Render every item at every shot count, examples drawn as ``Examples`` says."""
     spec = task.spec
     shot_counts = shots if shots is not None else spec.shots
     templates = Templates(task, shot_counts)
@@ -108,36 +96,94 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
     _check_shots(task, shot_counts, pool)
     _check_labels(task, templates)
     instruction = templates.render("prompt.instruction") if spec.prompt.instruction else None
+    need = max(shot_counts)
+    examples = Examples(task.spec.name, pool)
+    shown: dict[int, str] = {}  # a pool row rendered as an example, once
     prompts = []
+    own_pool = pool is task.items  # then an item's key is the pool's already
     for index, item in enumerate(task.items):
-        order = draw_examples(task, index, item, pool)
-        if len(order) < max(shot_counts):  # the pool holds copies of this item
+        order = examples.draw(index, item, need, examples.keys[index] if own_pool else None)
+        if len(order) < need:  # the pool holds copies of this item
             raise HarnessError(
                 f"{task.path}: data item {index + 1} has copies among the examples, which "
-                f"leaves {len(order)} others; shots asks for {max(shot_counts)}"
+                f"leaves {len(order)} others; shots asks for {need}"
             )
         query = templates.render("prompt.query", item)
         references = templates.references(item)
+        for j in order:
+            if j not in shown:
+                shown[j] = templates.render("prompt.example", pool[j])
         for k in shot_counts:
             chosen = order[:k]
             blocks = [instruction] if instruction is not None else []
-            blocks += [templates.render("prompt.example", pool[j]) for j in chosen]
+            blocks += [shown[j] for j in chosen]
             blocks.append(query)
             text = spec.prompt.separator.join(blocks)
             prompts.append(Prompt(index, k, text, references, chosen))
     return prompts
 
 
-def draw_examples(task: LoadedTask, index: int, item: Item, pool: list[Item]) -> list[int]:
-    """The order in which the pool's rows serve as examples for one item.
+class Examples:
+    """Draws the examples of each item from a pool, in time linear in the shots.
 
-    Seeded by the task name and the item's index, so a run is repeatable; a k-shot prompt
-    takes the first k, so the 3-shot prompt extends the 1-shot one. Rows equal to the item
-    itself are never used.
+    An item's draw is seeded by the task name and the item's index, so a run is
+    repeatable; a k-shot prompt takes the first k, so the 3-shot prompt extends the
+    1-shot one. Rows equal to the item itself are never used. Each draw is the start of
+    a shuffle of the pool (Fisher-Yates from the front, over a map of the swaps made), so
+    it touches about as many rows as it returns, never the whole pool.
     """
-    candidates = [j for j, row in enumerate(pool) if row != item]
-    random.Random(f"{task.spec.name}:{index}").shuffle(candidates)
-    return candidates
+
+    def __init__(self, name: str, pool: list[Item]) -> None:
+        self.name = name
+        self.keys = [row_key(row) for row in pool]
+        self.copies = Counter(self.keys)
+        self._others: dict[Hashable, list[int]] = {}
+
+    def draw(self, index: int, item: Item, k: int, key: Hashable | None = None) -> list[int]:
+        """Up to ``k`` pool indices for item ``index``, fewer only when the pool has
+        fewer rows that differ from the item (``key``: its ``row_key``, if known)."""
+        key = row_key(item) if key is None else key
+        copies = self.copies.get(key, 0)
+        size = len(self.keys)
+        if copies * 2 > size:
+            # Mostly copies of this item: draw from the list of the others instead of
+            # passing over copies (the list is made once per such item).
+            if key not in self._others:
+                self._others[key] = [j for j, other in enumerate(self.keys) if other != key]
+            rows, skip = self._others[key], None
+        else:
+            rows, skip = None, key
+        want = min(k, size - copies)
+        rng = random.Random(f"{self.name}:{index}")
+        swaps: dict[int, int] = {}
+        chosen: list[int] = []
+        n = len(rows) if rows is not None else size
+        position = 0
+        while len(chosen) < want:
+            j = rng.randrange(position, n)
+            picked = swaps.get(j, j)
+            swaps[j] = swaps.get(position, position)
+            position += 1
+            row = rows[picked] if rows is not None else picked
+            if skip is None or self.keys[row] != skip:
+                chosen.append(row)
+        return chosen
+
+
+def row_key(row: Item) -> Hashable:
+    """A key that equal rows share: their columns and values, in column order (as JSON
+    where a value is a list or a mapping)."""
+    try:
+        key: Hashable = tuple(sorted(row.items(), key=lambda pair: str(pair[0])))
+        hash(key)
+        return key
+    except TypeError:
+        pass
+    try:
+        named = {str(column): value for column, value in row.items()}
+        return json.dumps(named, sort_keys=True, ensure_ascii=False, default=str)
+    except TypeError:  # mappings inside whose keys do not sort
+        return repr(row)
 
 
 def _check_shots(task: LoadedTask, shot_counts: list[int], pool: list[Item]) -> None:

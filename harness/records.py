@@ -117,15 +117,55 @@ def append(handle: IO[str], records: list[Record]) -> None:
 
 
 def read_samples(path: Path) -> list[Record]:
-    """The records of a samples.jsonl; a line cut short by a crash is skipped."""
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for text in handle:
-            try:
-                records.append(json.loads(text))
-            except json.JSONDecodeError:
+    """The records of a samples.jsonl; damaged lines are skipped (see ``scan_samples``)."""
+    return scan_samples(path)[0]
+
+
+def scan_samples(path: Path) -> tuple[list[Record], int]:
+    """The records of a samples.jsonl, and how many lines were skipped as damaged.
+
+    A line cut short by a crash, a line that is not UTF-8, and a line of JSON that is
+    not a record (``{}``, ``null``, a list, a field of the wrong type) are skipped.
+    Lines end at "\n" only: an output may hold U+2028 or NEL.
+    """
+    records, skipped = [], 0
+    with path.open("rb") as handle:
+        for raw in handle:
+            if not raw.strip():
                 continue
-    return records
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                record = None
+            if is_record(record):
+                records.append(record)
+            else:
+                skipped += 1
+    return records, skipped
+
+
+def is_record(value: Any) -> bool:
+    """Whether a value read back has the fields of a record, of the right types."""
+    if not isinstance(value, dict):
+        return False
+    counts = ("item", "shots", "sequence")
+    if not all(type(value.get(k)) is int and value[k] >= 0 for k in counts):
+        return False
+    if not all(isinstance(value.get(k), str) for k in ("task", "setting", "prompt", "output")):
+        return False
+    if value.get("seed") is not None and type(value.get("seed")) is not int:
+        return False
+    if "seed" not in value:
+        return False
+    references = value.get("references")
+    if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+        return False
+    optional: dict[str, type | tuple[type, ...]] = {
+        "raw_output": str, "stop_reason": str, "n_tokens": int, "mean_logprob": (int, float),
+        "label_logprobs": dict, "predicted": str,
+    }
+    optional |= {k: (int, float) for k in metrics.SAMPLE_FIELDS if k != "predicted"}
+    return all(value.get(k) is None or isinstance(value[k], kind) for k, kind in optional.items())
 
 
 def write_samples(path: Path, records: list[Record]) -> None:

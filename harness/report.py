@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from . import charts, metrics
+from . import charts, files, metrics
 from .records import Record
 
 CSV_COLUMNS = [
@@ -264,11 +265,24 @@ def _round(value: float | None) -> float | None:
 
 def embed_json(data: Any) -> str:
     """JSON that can sit inside <script type="application/json"> whatever the outputs
-    hold: no '<' (so never '</script>'), '>' or '&' appears as itself."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    hold: no '<' (so never '</script>'), '>' or '&' appears as itself, and a number that
+    is not finite (a NaN log-probability) is null, as JSON has no NaN."""
+    text = json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"),
+                      allow_nan=False)
     return Markup(
         text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity (at any depth) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _setting_args(run: dict[str, Any]) -> dict[str, str]:
@@ -329,6 +343,10 @@ def write_all(run_dir: Path, run: dict[str, Any], records: list[Record]) -> None
     task = run["task"]
     summary = summarize(task["kind"], records)
     columns = metric_columns(task["kind"], task.get("metrics"))
-    write_csv(run_dir / "results.csv", records)
-    write_summary_csv(run_dir / "summary.csv", summary, columns)
-    (run_dir / "index.html").write_text(render_html(run, records), encoding="utf-8")
+    # Each file is written beside itself and renamed: a kill or a full disk leaves the
+    # earlier file whole, never half a page.
+    with files.replacing(run_dir / "results.csv") as scratch:
+        write_csv(scratch, records)
+    with files.replacing(run_dir / "summary.csv") as scratch:
+        write_summary_csv(scratch, summary, columns)
+    files.write_text(run_dir / "index.html", render_html(run, records))

@@ -6,12 +6,13 @@ is needed (``harness report``, ``harness rescore``, ``harness compare``).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import metrics, records, report
+from . import files, metrics, records, report
 from .errors import HarnessError
 from .prompts import Templates, build_prompts
 from .records import Record
@@ -38,9 +39,15 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], list[Record]]:
     samples = run_dir / "samples.jsonl"
     if not samples.exists():
         raise HarnessError(f"{run_dir}: no samples.jsonl, so nothing to report")
-    found = records.read_samples(samples)
+    try:
+        found, skipped = records.scan_samples(samples)
+    except OSError as exc:
+        raise HarnessError(f"{samples}: cannot read it ({files.reason(exc)})") from None
     if not found:
         raise HarnessError(f"{samples}: holds no outputs")
+    if skipped:
+        print(f"note: {samples}: {skipped} damaged line(s) left out (cut short, not UTF-8, "
+              "or not an output)", file=sys.stderr)
     return run, sorted(found, key=records.sort_key(s["name"] for s in run.get("settings", [])))
 
 
@@ -48,7 +55,13 @@ def rerender(run_dir: str | Path) -> Path:
     """Write the run's reports again from its files; returns index.html."""
     run_dir = Path(run_dir)
     run, found = load_run(run_dir)
-    report.write_all(run_dir, run, found)
+    try:
+        report.write_all(run_dir, run, found)
+    except OSError as exc:
+        fix = ("free some space and try again" if files.disk_full(exc) else
+               "copy the run folder somewhere writable and report that")
+        raise HarnessError(f"{run_dir}: cannot write the report there ({files.reason(exc)}); "
+                           f"{fix}") from None
     return run_dir / "index.html"
 
 
@@ -69,7 +82,20 @@ def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescore
     samples.jsonl and run.json are replaced whole, never left half written.
     """
     run_dir = Path(run_dir)
-    run, found = load_run(run_dir)
+    if not run_dir.is_dir():
+        raise HarnessError(f"{run_dir}: no such run folder")
+    with files.locked(run_dir, f"rescore {run_dir}"):
+        run, found = load_run(run_dir)
+        try:
+            files.probe(run_dir)
+        except OSError as exc:
+            raise HarnessError(f"rescore {run_dir}: cannot write there ({files.reason(exc)}); "
+                               "copy the run folder somewhere writable and rescore that") from None
+        return _rescore(run_dir, run, found, task_path)
+
+
+def _rescore(run_dir: Path, run: dict[str, Any], found: list[Record],
+             task_path: str | Path | None) -> Rescored:
     path = Path(task_path) if task_path is not None else _task_path(run, run_dir)
     task = load_task(path)
     spec, old = task.spec, run["task"]
@@ -121,9 +147,12 @@ def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescore
         "task_path": str(path),
         "changed": changed,
     }
-    records.write_samples(run_dir / "samples.jsonl", fresh)
-    records.write_run(run_dir, run)
-    report.write_all(run_dir, run, fresh)
+    try:
+        records.write_samples(run_dir / "samples.jsonl", fresh)
+        records.write_run(run_dir, run)
+        report.write_all(run_dir, run, fresh)
+    except OSError as exc:
+        raise HarnessError(f"rescore {run_dir}: cannot write there ({files.reason(exc)})") from None
     return Rescored(run, fresh, path, changed, notes)
 
 

@@ -2,21 +2,59 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Hashable
+import gc
+import os
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, WrapValidator,
-    field_validator, model_validator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
+    model_validator,
 )
 
 from .data import Item, check_items, read_table
 from .errors import HarnessError
+from .files import MiB, read_regular
 
 Kind = Literal["classification", "qa", "translation", "generation"]
+
+MAX_SEED = 2**63 - 1  # seeds are what torch and every engine take: 0 .. 2^63 - 1
+MAX_TASK_BYTES = 256 * MiB  # a task file with inline rows; larger data belongs in a file
+# Values that YAML aliases (*name) may add to a task file beyond those written in it:
+# enough to reuse a prompt or a list, far too few for an alias bomb ("billion laughs").
+MAX_ALIAS_VALUES = 100_000
+
+
+def seed_problem(seeds: list[int]) -> str | None:
+    """What is wrong with a list of seeds (the task's or --seed's), or None."""
+    if not seeds:
+        return "give one seed or more"
+    if any(not 0 <= s <= MAX_SEED for s in seeds):
+        return f"seeds are whole numbers from 0 to 2^63 - 1 ({MAX_SEED})"
+    if len(set(seeds)) != len(seeds):
+        return "a seed is given twice"
+    return None
+
+
+def shots_problem(shots: list[int]) -> str | None:
+    """What is wrong with a list of shot counts (the task's or --shots's), or None."""
+    if not shots:
+        return "give one shot count or more"
+    if any(k < 0 for k in shots):
+        return "shot counts are 0 or more"
+    if len(set(shots)) != len(shots):
+        return "a shot count is given twice"
+    return None
 
 
 def _path_or_items(value: Any, handler: Any) -> Any:
@@ -133,6 +171,14 @@ class Task(_Strict):
             )
         return scoring
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_in_range(cls, seeds: list[int]) -> list[int]:
+        problem = seed_problem(seeds)
+        if problem:
+            raise ValueError(problem)
+        return seeds
+
     @model_validator(mode="after")
     def _check_kind(self) -> Task:
         if any(k < 0 for k in self.shots):
@@ -168,66 +214,146 @@ def load_task(path: str | Path) -> LoadedTask:
     """Load, validate and read the data of one task file."""
     path = Path(path)
     text = _read_yaml_text(path)
-    raw, root = _parse_yaml(path, text)
-    try:
-        spec = Task.model_validate(raw)
-    except ValidationError as exc:
-        raise HarnessError(_explain(path, exc, root)) from None
+    with _collector_paused():
+        raw, root = _parse_yaml(path, text)
+        try:
+            spec = Task.model_validate(raw)
+        except ValidationError as exc:
+            raise HarnessError(_explain(path, exc, root)) from None
     items = _read_items(path, spec.data, "data")
     pool = _read_items(path, spec.fewshot, "fewshot") if spec.fewshot is not None else None
     return LoadedTask(spec=spec, path=path, items=items, pool=pool)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's garbage collector off for a while: parsing a task file of many inline
+    rows builds objects that are not garbage, and the collector would walk them again
+    and again (three times slower on a 5 MB file)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def _read_items(task_path: Path, source: str | list[dict[str, Any]], field: str) -> list[Item]:
     if isinstance(source, list):
         return check_items(source, f"{task_path}: {field}")
-    return read_table((task_path.parent / source).resolve())
+    # absolute, but links not followed: errors name the file the task names
+    return read_table(Path(os.path.abspath(task_path.parent / source)))
 
 
 def _read_yaml_text(path: Path) -> str:
+    raw = read_regular(path, "task file", MAX_TASK_BYTES)
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: task file not found") from None
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise HarnessError(f"{path}: the task file is not UTF-8 text") from None
-    except OSError as exc:
-        raise HarnessError(f"{path}: cannot read the task file ({exc.strerror})") from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key written twice in one mapping."""
+class _TaskYAML:
+    """Mixed into a safe loader: refuses a key written twice in one mapping, and notes
+    whether a list or mapping is used twice (through an alias), which only then makes
+    the alias check worth its time."""
+
+    shared = False
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if not self.shared and not isinstance(node, yaml.ScalarNode):
+            self.shared = node in self.constructed_objects  # type: ignore[attr-defined]
+        return super().construct_object(node, deep=deep)  # type: ignore[misc]
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):  # most often Jinja left unquoted: {{ text }}
-                raise yaml.constructor.ConstructorError(
-                    None, None, 'a mapping or list used as a key; put Jinja templates in '
-                    'quotes, e.g. query: "{{ text }}"', key_node.start_mark
-                )
+            if isinstance(key_node, yaml.ScalarNode):
+                key: Any = (key_node.tag, key_node.value)  # no need to build it twice
+            else:
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[attr-defined]
+                if not isinstance(key, Hashable):  # most often Jinja left unquoted: {{ text }}
+                    raise yaml.constructor.ConstructorError(
+                        None, None, 'a mapping or list used as a key; put Jinja templates in '
+                        'quotes, e.g. query: "{{ text }}"', key_node.start_mark
+                    )
             if key in seen:
+                shown = key_node.value if isinstance(key_node, yaml.ScalarNode) else key
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {shown!r}", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc]
+
+
+# libyaml's parser where PyYAML was built with it (ten times faster on a large file of
+# inline rows), else the pure-Python one; both safe, both refusing duplicate keys.
+_Loader: type = type(
+    "_Loader", (_TaskYAML, getattr(yaml, "CSafeLoader", yaml.SafeLoader)), {}
+)
 
 
 def _parse_yaml(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
+    """The task file's value and its node tree (for line numbers), parsed once."""
+    loader = _Loader(text)
     try:
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        root = loader.get_single_node()
+        raw = loader.construct_document(root) if root is not None else None
+        if loader.shared:  # shared values were built once; expanded they may be huge
+            _check_aliases(path, root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise HarnessError(f"{where}: YAML error: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise HarnessError(f"{path}: YAML error: {exc}") from None
+    finally:
+        loader.dispose()
     if not isinstance(raw, dict):
         raise HarnessError(f"{path}: a task file is a mapping of fields (name, kind, data, ...)")
     return raw, root
+
+
+def _check_aliases(path: Path, root: yaml.Node) -> None:
+    """Refuse aliases that would repeat more than MAX_ALIAS_VALUES values, or that
+    contain themselves; counted on the node tree, never expanded."""
+    sizes: dict[int, int] = {}  # a node's value count with every alias written out
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, closing = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if closing:
+            open_.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            continue
+        if key in sizes:
+            continue
+        if key in open_:
+            raise HarnessError(
+                f"{path}:{node.start_mark.line + 1}: YAML error: an alias refers to a "
+                "value that contains it"
+            )
+        open_.add(key)
+        stack.append((node, True))
+        stack += [(child, False) for child in children]
+    added = sizes[id(root)] - len(sizes)
+    if added > MAX_ALIAS_VALUES:
+        raise HarnessError(
+            f"{path}: YAML aliases (*name) would repeat {added:,} values; a task file may "
+            f"repeat at most {MAX_ALIAS_VALUES:,} that way: write them out, or put rows in "
+            "a data file"
+        )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _explain(path: Path, exc: ValidationError, root: yaml.Node | None) -> str:

@@ -337,3 +337,74 @@ def seeded(prompts: list[str], seed: int | None = None) -> list[int | None]:
     from harness.backend import request_seed
 
     return [request_seed(seed, prompt) for prompt in prompts]
+
+
+# ---------------------------------------------------------------- a failing disk
+
+
+class _FillingFile:
+    """A file open for writing on a disk with ``room`` bytes (or characters) left: a
+    write that does not fit writes what fits, then fails as a full disk does."""
+
+    def __init__(self, handle: Any, disk: dict[str, Any]) -> None:
+        self._handle = handle
+        self._disk = disk
+
+    def write(self, data: Any) -> int:
+        room = self._disk["room"]
+        if len(data) > room:
+            self._handle.write(data[:room])
+            self._disk["room"] = 0
+            raise OSError(self._disk["errno"], os.strerror(self._disk["errno"]))
+        self._disk["room"] = room - len(data)
+        return self._handle.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __enter__(self) -> _FillingFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._handle.close()
+
+    def __iter__(self) -> Any:
+        return iter(self._handle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+@pytest.fixture
+def broken_disk(monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
+    """broken_disk(folder, code, room=0) makes files written under ``folder`` fail with
+    OSError(code): ENOSPC/EDQUOT once ``room`` more bytes are written (what fits is
+    written, as on a full disk); any other code (EROFS, EACCES) as the file is opened.
+    Returns the disk's state; ``disk["room"] = 10**9`` frees space again. Files are
+    opened through io.open (pathlib's way), which is what is replaced."""
+    import errno
+    import io
+
+    real_open = io.open
+    disks: list[tuple[Path, dict[str, Any]]] = []
+
+    def opening(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        writing = any(flag in mode for flag in "wax+")
+        if writing and isinstance(file, (str, os.PathLike)):
+            path = Path(os.path.abspath(file))
+            for folder, disk in disks:
+                if path.is_relative_to(folder):
+                    if disk["errno"] not in (errno.ENOSPC, errno.EDQUOT):
+                        raise OSError(disk["errno"], os.strerror(disk["errno"]), str(file))
+                    return _FillingFile(real_open(file, mode, *args, **kwargs), disk)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", opening)
+
+    def breaking(folder: Path, code: int, room: int = 0) -> dict[str, Any]:
+        disk = {"errno": code, "room": room}
+        disks.append((Path(os.path.abspath(folder)), disk))
+        return disk
+
+    return breaking

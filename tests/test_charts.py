@@ -80,3 +80,18 @@ def test_grouped_bars_name_every_series() -> None:
                               {"A: default": [0.5, 0.7], "B: tuned": [0.6, None]},
                               "accuracy", "accuracy per setting")
     assert ">A: default<" in svg and ">B: tuned<" in svg and ">greedy 0-shot<" in svg
+
+
+@pytest.mark.parametrize("name", CHARTS)
+def test_dollar_signs_in_names_are_text_not_math(name: str) -> None:
+    # matplotlib reads $...$ as math text: "$x$" would lose its dollars and "$\frac$"
+    # would raise after every output had been generated
+    summary = [row("price_$5$", 0), row("price_$5$", 3, accuracy=0.7), row(r"bad_$\frac$", 0)]
+    svg = CHARTS[name](summary)
+    assert "price_$5$" in svg and r"bad_$\frac$" in svg
+
+
+def test_grouped_bars_keep_dollar_signs_in_run_names() -> None:
+    svg = charts.grouped_bars(["greedy 0-shot"], {"A: $HOME$": [0.5], r"B: $\x$": [0.7]},
+                              "accuracy", "accuracy per setting")
+    assert "A: $HOME$" in svg and r"B: $\x$" in svg

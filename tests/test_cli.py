@@ -166,3 +166,25 @@ def test_an_unknown_metric_is_refused_with_a_suggestion(write_task, capsys) -> N
     assert err.count("\n") == 1
     assert ("metrics: 'acuracy' is not a metric of a classification task; "
             "did you mean 'accuracy'?") in err
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--shots", ","], "give one shot count or more"),
+    (["--shots", "0,0"], "a shot count is given twice"),
+    (["--seed", ","], "give one seed or more"),
+    (["--seed", "1,1"], "a seed is given twice"),
+    (["--seed", str(2**63)], "from 0 to 2^63 - 1"),
+    (["--limit", "x"], "--limit"),
+])
+def test_bad_numbers_on_the_command_line_are_one_line(write_task, tmp_path, capsys, args,
+                                                      words) -> None:
+    code = cli.main(["run", str(write_task()), "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("harness: error: ")
+    assert words in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_seed_above_2_63_in_a_task_fails_validate(write_task, capsys) -> None:
+    assert cli.main(["validate", str(write_task(seeds=[2**64]))]) == 2
+    assert "seeds" in capsys.readouterr().err

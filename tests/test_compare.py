@@ -130,3 +130,15 @@ def test_compare_needs_two_different_runs(two_runs, args, words) -> None:
     folders = [two_runs[0] if a == "A" else two_runs[1] for a in args]
     with pytest.raises(HarnessError, match=words):
         load_runs(folders)
+
+
+def test_runs_whose_model_names_hold_dollar_signs_compare(write_task, tmp_path, fake_backend,
+                                                         capsys) -> None:
+    path = write_task(shots=[0], decoding={"configs": {"cheap_$1$": {"num_beams": 2}}})
+    a = make_run(path, tmp_path / "reports", fake_backend, "model_$A$", ["기쁨"] * 4)
+    b = make_run(path, tmp_path / "reports", fake_backend, r"model_$\frac$", ["슬픔"] * 4)
+    assert cli.main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    page = (tmp_path / "cmp" / "compare.html").read_text(encoding="utf-8")
+    assert "model_$A$" in page and r"model_$\frac$" in page and "cheap_$1$" in page
+    assert cli.main(["report", str(a)]) == 0
+    assert "cheap_$1$" in (a / "index.html").read_text(encoding="utf-8")

@@ -103,3 +103,20 @@ def test_a_missing_file_or_a_folder_is_an_error_naming_it(tmp_path: Path) -> Non
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(HarnessError, match="is a folder"):
         read_table(tmp_path / "folder.csv")
+
+
+def test_a_csv_cell_longer_than_the_csv_modules_default_limit_is_read(tmp_path: Path) -> None:
+    passage = "가나다라마바사 " * 40_000  # 320,000 characters: a long document in one cell
+    path = tmp_path / "long.csv"
+    path.write_text(f'text,label\n"{passage}",기쁨\n', encoding="utf-8")
+    assert read_table(path) == [{"text": passage, "label": "기쁨"}]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85"])
+def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path: Path, separator: str) -> None:
+    rows = [{"text": f"첫 줄{separator}둘째 줄", "label": "기쁨"}, {"text": "셋", "label": "슬픔"}]
+    path = tmp_path / "items.jsonl"
+    # as written by json.dumps(ensure_ascii=False): the separators stay as they are
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    assert separator in path.read_text(encoding="utf-8")
+    assert read_table(path) == rows

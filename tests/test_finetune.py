@@ -239,3 +239,15 @@ def test_the_loss_chart_draws_every_series_inside_its_frame() -> None:
             assert 0 <= x <= float(svg.get("width")) and 0 <= y <= float(svg.get("height"))
     assert len(ET.fromstring(loss_svg([1.0], [None], [1.0])).findall(
         "{http://www.w3.org/2000/svg}polyline")) == 2  # no held-out pairs: no validation line
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "-inf", "0"])
+def test_a_learning_rate_that_is_not_a_finite_positive_number_is_refused(
+    tmp_path: Path, capsys, lr: str
+) -> None:
+    data = write_pairs(tmp_path / "chat.csv")
+    argv = ["finetune", "--model", str(tmp_path / "no-model"), "--data", str(data),
+            "--out", str(tmp_path / "tuned"), f"--lr={lr}"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--lr" in err and "finite number above 0" in err

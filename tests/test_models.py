@@ -276,3 +276,32 @@ def test_an_unreadable_gguf_file_is_an_error(tmp_path, monkeypatch) -> None:
     assert not (tmp_path / "cache" / "models").exists() or not any(
         (tmp_path / "cache" / "models").iterdir()
     )
+
+
+@pytest.mark.parametrize("vocab", [b"\x00\x01 garbage", b'{"<s>": "not a number"}', b"[1, 2]"])
+def test_a_garbage_vocab_json_is_one_clear_error(kogpt2_dir, tmp_path, vocab) -> None:
+    folder = copy_of(kogpt2_dir, tmp_path)
+    (folder / "vocab.json").write_bytes(vocab)
+    with pytest.raises(HarnessError, match="vocab.json and merges.txt do not make a tokenizer"):
+        load_model(str(folder), "cpu")
+
+
+def test_weights_replaced_in_place_with_the_old_size_and_time_get_a_new_fingerprint(
+    kogpt2_dir, tmp_path
+) -> None:
+    import torch
+
+    folder = copy_of(kogpt2_dir, tmp_path)
+    weights = folder / "pytorch_model.bin"
+    first = fingerprint_files(folder)
+    before = weights.stat()
+    state = saved_state(folder)
+    state["transformer.wpe.weight"][0, 0] += 1.0
+    for _ in range(1000):  # until the file system's clock has moved on (it is coarse)
+        torch.save(state, weights)
+        os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # the old time
+        if weights.stat().st_ctime_ns != before.st_ctime_ns:
+            break
+    after = weights.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert fingerprint_files(folder) != first

@@ -189,3 +189,52 @@ def test_aliases_are_split_on_bars_trimmed_and_deduplicated(write_task) -> None:
         aliases="{{ aliases }}",
     )
     assert [p.references for p in prompts] == [["도쿄", "동경", "도쿄도"], ["파리"]]
+
+
+def test_a_data_column_named_self_is_an_ordinary_column(write_task) -> None:
+    rows = [{"text": "가", "label": "기쁨", "self": "나"}, {"text": "다", "label": "슬픔", "self": "라"}]
+    prompts, _ = prompts_of(write_task, rows=rows, shots=[0, 1], prompt=PROMPT)
+    assert prompts[0].text == "감정을 고르세요.\n\n문장: 가\n감정:"
+    message = refusal(write_task, rows=rows, shots=[0], prompt={"query": "{{ self }}"})
+    assert "prompt.query" in message and "'self'" in message and "rename" in message
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ("{% include 'x.j2' %}{{ text }}", "{% include %} on its line 1 is not allowed"),
+    ("{% for i in range(10**9) %}{% endfor %}{{ text }}", "range() is limited to 100,000"),
+    ("{{ '{0}'.format_map(text) }}", "cannot render it (IndexError"),
+    ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}{{ text }}", "nests too deeply"),
+    ("{{ text * 10**9 }}", "longer than 1,000,000"),
+])
+def test_template_mistakes_are_one_line_naming_the_template(write_task, source, words) -> None:
+    try:
+        task = load_task(write_task(shots=[0], prompt={"query": source}))
+        build_prompts(task)
+    except HarnessError as exc:
+        message = str(exc)
+    else:
+        pytest.fail("the template was accepted")
+    assert "prompt.query" in message and words in message and "\n" not in message
+
+
+def test_drawing_examples_touches_about_as_many_rows_as_it_draws(write_task, monkeypatch) -> None:
+    """Linear in the items: each draw asks the random generator for about as many
+    numbers as examples it returns, however large the pool (no shuffle of it all)."""
+    import random
+
+    asked = []
+    real = random.Random._randbelow
+
+    def counting(self, n):
+        asked.append(n)
+        return real(self, n)
+
+    monkeypatch.setattr(random.Random, "_randbelow", counting)
+    rows = [{"text": f"문장 {i}", "label": "기쁨"} for i in range(3000)]
+    rows += [dict(rows[0]) for _ in range(5)]  # copies of item 1 are never its examples
+    prompts, _ = prompts_of(write_task, rows=rows, shots=[0, 3], prompt=PROMPT)
+    assert len(prompts) == 2 * len(rows)
+    assert len(asked) <= 2 * 3 * len(rows)  # a shuffle per item would ask 3,004 each
+    for p in prompts:
+        assert len(p.examples) == p.shots and len(set(p.examples)) == p.shots
+        assert all(rows[j] != rows[p.item] for j in p.examples)

@@ -323,3 +323,29 @@ def test_write_all_writes_the_report_files(tmp_path: Path) -> None:
     ]
     # re-rendering from the same records gives the same page
     assert (tmp_path / "index.html").read_text(encoding="utf-8") == render_html(RUN, records)
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_nan_log_probability_is_null_in_the_pages_json() -> None:
+    records = [record("greedy", 0, 0, "기쁨", mean_logprob=float("nan")),
+               record("greedy", 0, 1, "슬픔", mean_logprob=float("-inf"), reference="슬픔"),
+               record("beam", 0, 0, "기쁨")]
+    page = render_html(RUN, records)
+    found = re.search(r'<script type="application/json" id="review-data">(.*?)</script>',
+                      page, re.S)
+    data = _strict_json(found.group(1))  # what a browser's JSON.parse accepts
+    logprobs = sorted((o["lp"] for item in data["items"] for cell in item["cells"]
+                       for o in cell[2]), key=lambda v: (v is not None, v))
+    assert logprobs == [None, None, -1.25]
+
+
+def test_write_all_leaves_no_scratch_files(tmp_path: Path) -> None:
+    write_all(tmp_path, RUN, [record("greedy", 0, 0, "기쁨")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "results.csv",
+                                                          "summary.csv"]

@@ -156,10 +156,13 @@ def test_samples_are_written_as_each_batch_finishes(task, prompts, fake_backend)
     assert seen == [0, 2, 4, 6]
 
 
-def test_load_records_skips_a_line_cut_short_by_a_crash(tmp_path: Path) -> None:
+def test_load_records_skips_a_line_cut_short_by_a_crash(task, prompts, fake_backend,
+                                                       tmp_path: Path) -> None:
+    (record,) = run(task.spec, plan(prompts[:1], [GREEDY], [1]), fake_backend, OPTIONS)
+    line = json.dumps(record, ensure_ascii=False)
     path = tmp_path / "samples.jsonl"
-    path.write_text('{"output": "기쁨"}\n{"output": "슬', encoding="utf-8")
-    assert load_records(path) == [{"output": "기쁨"}]
+    path.write_text(f"{line}\n{line[:40]}", encoding="utf-8")
+    assert load_records(path) == [record]
 
 
 def test_a_backend_returning_too_few_outputs_is_not_silently_accepted(task, prompts,

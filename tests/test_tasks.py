@@ -170,3 +170,53 @@ def test_a_task_file_that_is_not_a_mapping_or_not_there(write_yaml, tmp_path: Pa
 def test_yaml_tags_that_would_run_code_are_refused(write_yaml) -> None:
     path = write_yaml(VALID.replace("name: tiny", "name: !!python/object/apply:os.getcwd []"))
     assert "YAML error" in error_of(path)
+
+
+def test_yaml_aliases_that_would_expand_a_billion_times_are_refused(write_yaml) -> None:
+    levels = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        levels.append(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9)}]")
+    text = "\n".join(levels) + "\nname: bomb\nkind: generation\ndata: [{text: *i}]\n"
+    text += 'prompt: {query: "{{ text }}"}\n'
+    with pytest.raises(HarnessError) as caught:
+        load_task(write_yaml(text))
+    assert "YAML aliases (*name) would repeat" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_few_aliases_still_work(write_yaml) -> None:
+    text = VALID.replace('query: "문장: {{ text }}\\n감정:"', 'query: &q "문장: {{ text }}\\n감정:"')
+    text = text.replace("target:", "description: *q\ntarget:")
+    assert load_task(write_yaml(text)).spec.description == "문장: {{ text }}\n감정:"
+
+
+def test_an_alias_that_contains_itself_is_refused(write_yaml) -> None:
+    with pytest.raises(HarnessError, match="contains it"):
+        load_task(write_yaml("name: x\nkind: generation\ndata: &d [{text: *d}]\nprompt: {query: q}\n"))
+
+
+def test_a_task_file_is_parsed_once_with_libyaml_where_there_is_one(write_yaml, monkeypatch) -> None:
+    import yaml
+
+    from harness import tasks
+
+    if yaml.__with_libyaml__:
+        assert issubclass(tasks._Loader, yaml.CSafeLoader)
+    made = []
+    real = tasks._Loader.__init__
+
+    def counting(self, *args, **kwargs):
+        made.append(1)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tasks._Loader, "__init__", counting)
+    rows = "".join(f'  - {{text: "문장 {i}", label: 기쁨}}\n' for i in range(2000))
+    text = VALID.replace("data: data.csv\n", "data:\n" + rows)
+    assert len(load_task(write_yaml(text)).items) == 2000
+    assert made == [1]  # one pass over the text: the tree for line numbers is the same
+
+
+@pytest.mark.parametrize("seeds", ["[9223372036854775808]", "[-1]", "[1, 1]", "[]"])
+def test_seeds_outside_what_torch_takes_are_refused(write_yaml, seeds) -> None:
+    with pytest.raises(HarnessError, match="seeds"):
+        load_task(write_yaml(VALID + f"seeds: {seeds}\n"))
