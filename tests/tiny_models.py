@@ -1,0 +1,101 @@
+"""Tiny random models of many architectures, built in code and saved as Hugging Face
+folders (nothing is downloaded), for the architecture matrix and the tests that need a
+model of one particular shape.
+
+Each is two layers of width 64 or so; attention windows are ``WINDOW`` tokens, short
+enough that the matrix's long prompts make them slide and its short ones fit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import KOREAN_SENTENCES, SPECIALS
+
+WINDOW = 64  # tokens of attention window, where an architecture has one
+
+# Sizes most configs take; an architecture's own entry below adds or replaces.
+COMMON: dict[str, Any] = {
+    "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 16,
+    "max_position_embeddings": 256, "initializer_range": 0.2, "tie_word_embeddings": False,
+}
+SLIDING_THEN_FULL = ["sliding_attention", "full_attention"]
+ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
+    # name: (model_type, config overrides)
+    "gpt2": ("gpt2", {}),
+    "llama-gqa": ("llama", {"num_key_value_heads": 2}),
+    "mistral-window": ("mistral", {"num_key_value_heads": 2, "sliding_window": WINDOW}),
+    "gemma2": ("gemma2", {"sliding_window": WINDOW, "layer_types": SLIDING_THEN_FULL}),
+    "gemma3-window": ("gemma3_text", {"sliding_window": WINDOW,
+                                      "layer_types": SLIDING_THEN_FULL}),
+    "gpt-neox": ("gpt_neox", {"rotary_pct": 0.5}),
+    "qwen3": ("qwen3", {"num_key_value_heads": 2}),
+    "exaone4": ("exaone4", {"sliding_window": WINDOW, "layer_types": SLIDING_THEN_FULL}),
+    # DeepSeek-V3's attention: keys 16 wide (8 without and 8 with rotation), values 8
+    "deepseek-v3": ("deepseek_v3", {
+        "kv_lora_rank": 16, "q_lora_rank": None, "qk_rope_head_dim": 8, "head_dim": 8,
+        "qk_nope_head_dim": 8, "v_head_dim": 8, "n_routed_experts": 4,
+        "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "first_k_dense_replace": 1,
+        "moe_intermediate_size": 32,
+    }),
+    # a convolution layer beside an attention layer
+    "lfm2-hybrid": ("lfm2", {"layer_types": ["conv", "full_attention"], "block_dim": 64,
+                             "block_ff_dim": 96, "conv_L_cache": 3}),
+    # a gated delta-rule (linear attention) layer beside an attention layer
+    "qwen3.5-hybrid": ("qwen3_5_text", {
+        "layer_types": ["linear_attention", "full_attention"], "linear_key_head_dim": 8,
+        "linear_value_head_dim": 8, "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+        "linear_conv_kernel_dim": 4,
+    }),
+    # a byte-level BPE tokenizer without a pad token (the harness pads with eos)
+    "gpt2-no-pad": ("gpt2", {}),
+}
+NO_PAD = {"gpt2-no-pad"}
+
+
+def sentencepiece_tokenizer() -> Any:
+    """A SentencePiece-BPE tokenizer of the Korean sentences, with <s> </s> <pad> <unk>."""
+    from tokenizers import SentencePieceBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = SentencePieceBPETokenizer()
+    bpe.train_from_iterator(KOREAN_SENTENCES, vocab_size=400, min_frequency=1,
+                            special_tokens=SPECIALS)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def byte_level_tokenizer() -> Any:
+    """A GPT-2-style byte-level BPE of the same sentences: one special token, no pad, and
+    a word spelled with other tokens after a space than at the start of a text."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(KOREAN_SENTENCES, vocab_size=600, min_frequency=1,
+                            special_tokens=["<|endoftext|>"])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>",
+                                   eos_token="<|endoftext|>")
+
+
+def build(folder: Path, name: str, seed: int = 3) -> Path:
+    """Save the tiny model ``name`` of ARCHITECTURES, with its tokenizer, into ``folder``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_type, overrides = ARCHITECTURES[name]
+    tokenizer = byte_level_tokenizer() if name in NO_PAD else sentencepiece_tokenizer()
+    specials = {
+        "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+    config = AutoConfig.for_model(
+        model_type, vocab_size=len(tokenizer), **{**COMMON, **overrides, **specials}
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
