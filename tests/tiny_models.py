@@ -99,3 +99,41 @@ def build(folder: Path, name: str, seed: int = 3) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def bigram_model(folder: Path, tokenizer: Any, successors: dict[int, int], seed: int = 5
+                 ) -> Path:
+    """A one-layer GPT-2 whose greedy choice after token x is ``successors[x]``, whatever
+    came before (a bigram model), saved with ``tokenizer`` into ``folder``.
+
+    Its attention and MLP add nothing and positions are zero, so the last hidden state
+    is LayerNorm(embedding of x); the output row of each successor is the sum of the
+    normalised embeddings of the tokens it follows, which outscores every other row by
+    far. Other tokens' rows are small noise: after an unlisted token, or once the
+    successor is banned, the choice is arbitrary but fixed.
+    """
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=64, n_layer=1, n_head=1, n_positions=256,
+        tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        block = model.transformer.h[0]
+        for layer in (block.attn.c_proj, block.mlp.c_proj):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        model.transformer.wpe.weight.zero_()
+        embeddings = model.transformer.wte.weight
+        normed = torch.nn.functional.layer_norm(embeddings, (embeddings.shape[1],))
+        head = 0.1 * torch.randn_like(model.lm_head.weight)
+        for token, successor in successors.items():
+            head[successor] += normed[token]
+        model.lm_head.weight.copy_(head)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
