@@ -126,3 +126,39 @@ def test_which_speed_ups_apply_is_decided_from_the_models_cache(arch) -> None:
     assert (loaded.tokenizer.pad_token_id == loaded.tokenizer.eos_token_id) == (name in NO_PAD)
     # the plain path is told apart in the result cache's keys
     assert HFBackend(loaded, fast=False).identity() != backend.identity()
+
+
+def _about(tokenizer, tokens: int, opening: str) -> str:
+    """A text of sentences after ``opening``, at least ``tokens`` tokens long."""
+    text, n = opening, 0
+    while len(tokenizer(text)["input_ids"]) < tokens:
+        text += " " + KOREAN_SENTENCES[n % len(KOREAN_SENTENCES)]
+        n += 1
+    return text
+
+
+@pytest.mark.parametrize("preset", ["greedy", "beam"])
+def test_the_default_models_512_token_window_with_prompts_of_340_and_540_tokens(
+    tmp_path_factory, preset: str
+) -> None:
+    # The default model (Gemma 3 270M) attends within 512 tokens on most layers. Prompts
+    # of 340 and 540 tokens that share an instruction, in one batch: the window slides
+    # for the long ones.
+    folder = tmp_path_factory.mktemp("gemma3-512")
+    if not (folder / "config.json").exists():
+        build(folder, "gemma3-window", sliding_window=512, max_position_embeddings=1024)
+    loaded = load_model(str(folder), "cpu")
+    tok = loaded.tokenizer
+    prompts = [_about(tok, length, INSTRUCTION + opening) for length in (340, 540)
+               for opening in ("지문:", "다음 글:")]
+    setting = Setting(preset, PRESETS[preset])
+    backend = HFBackend(loaded)
+    got = backend.generate(prompts, setting, [None] * len(prompts), Options(NEW_TOKENS))
+    for prompt, rows in zip(prompts, got, strict=True):
+        alone = one_at_a_time(loaded, prompt, setting)
+        assert [g.raw for g in rows] == [a.text for a in alone]
+        for g, a in zip(rows, alone, strict=True):
+            assert g.mean_logprob == pytest.approx(a.mean_logprob, abs=1e-3)
+    # ordinary prompts still take the fast path: they fit the window with room to spare
+    assert backend.speedups.window == 512
+    assert backend.speedups.inside_fits(200, 32) and not backend.speedups.inside_fits(500, 32)

@@ -80,8 +80,9 @@ def byte_level_tokenizer() -> Any:
                                    eos_token="<|endoftext|>")
 
 
-def build(folder: Path, name: str, seed: int = 3) -> Path:
-    """Save the tiny model ``name`` of ARCHITECTURES, with its tokenizer, into ``folder``."""
+def build(folder: Path, name: str, seed: int = 3, **changes: Any) -> Path:
+    """Save the tiny model ``name`` of ARCHITECTURES, with its tokenizer, into ``folder``
+    (``changes``: config values to set besides the architecture's own)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -92,7 +93,8 @@ def build(folder: Path, name: str, seed: int = 3) -> Path:
         "pad_token_id": tokenizer.pad_token_id,
     }
     config = AutoConfig.for_model(
-        model_type, vocab_size=len(tokenizer), **{**COMMON, **overrides, **specials}
+        model_type, vocab_size=len(tokenizer),
+        **{**COMMON, **overrides, **changes, **specials},
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config).eval()
