@@ -248,7 +248,7 @@ def _read_tokenizer(where: Any, read: Any) -> Any:
         raise
     except Exception as exc:  # noqa: BLE001 (OSError, ValueError, KeyError, Exception, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HarnessError(f"--model {where}: cannot read its tokenizer ({first})") from None
+        raise HarnessError(f"--model {where}: cannot load its tokenizer ({first})") from None
 
 
 def _load_hub(model_id: str, device: str) -> tuple[Any, Any]:

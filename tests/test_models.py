@@ -160,7 +160,7 @@ def test_an_unreadable_tokenizer_is_one_error_line(request, tmp_path, write_task
 
     folder = copy_of(request.getfixturevalue(layout), tmp_path)
     damage(folder)
-    with pytest.raises(HarnessError, match="cannot read its tokenizer"):
+    with pytest.raises(HarnessError, match="cannot load its tokenizer"):
         load_model(str(folder), "cpu")
     task = write_task()
     for argv in (["run", str(task), "--model", str(folder), "--out", str(tmp_path / "r")],

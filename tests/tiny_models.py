@@ -139,3 +139,45 @@ def bigram_model(folder: Path, tokenizer: Any, successors: dict[int, int], seed:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+# A chat template of our own, in the usual shape: turns marked by special tokens, bos at
+# the start, and the assistant's turn opened when a generation prompt is asked for.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+# ... and one that, like some models' templates, refuses a system turn
+NO_SYSTEM_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}" + CHAT_TEMPLATE
+)
+CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+
+
+def chat_model(folder: Path, template: str = CHAT_TEMPLATE, seed: int = 4) -> Path:
+    """A tiny GPT-2 whose tokenizer adds <s> to every text and has ``template`` as its
+    chat template (turn markers as special tokens; "<|end|>" also ends an answer)."""
+    import torch
+    from tokenizers import processors
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = sentencepiece_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": CHAT_TOKENS})
+    bos = tokenizer.bos_token_id
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+    )
+    tokenizer.chat_template = template
+    torch.manual_seed(seed)
+    end = tokenizer.convert_tokens_to_ids("<|end|>")
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=2, n_positions=512,
+        initializer_range=0.2, bos_token_id=bos, eos_token_id=[tokenizer.eos_token_id, end],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config).eval()
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
