@@ -143,3 +143,13 @@ def test_chat_turns_needs_a_target_for_the_examples_answers(write_task, chat_dir
     assert main(["validate", str(task), "--chat", "--model", str(chat_dir)]) == 2
     assert "target" in capsys.readouterr().err
     assert main(["validate", str(task), "--chat", "single", "--model", str(chat_dir)]) == 0
+
+
+def test_the_shipped_dialogue_task_previews_as_turns(chat_dir, capsys) -> None:
+    from harness.cli import TASKS_DIR
+
+    task = TASKS_DIR / "dialogue.yaml"
+    assert main(["preview", str(task), "--chat", "--model", str(chat_dir), "--shots", "1"]) == 0
+    shown = capsys.readouterr().out
+    assert "turns: system, user, assistant, user" in shown
+    assert "<|system|>" in shown and "다음은 두 친구 A와 B의 대화입니다." in shown
