@@ -33,7 +33,7 @@ FITS = [INSTRUCTION + text for text in
 # A passage longer than the window beside a short prompt.
 SLIDES = [INSTRUCTION + " ".join(KOREAN_SENTENCES[6:10]), INSTRUCTION + "한국의 수도는"]
 LABELS = ["기쁨", "슬픔", "분노 중립"]
-WINDOWED = {"mistral-window", "gemma2", "gemma3-window", "exaone4"}
+WINDOWED = {"mistral-window", "gemma2", "gemma3-window", "exaone4", "gpt-oss"}
 RUNNING_STATE = {"lfm2-hybrid", "qwen3.5-hybrid"}
 
 

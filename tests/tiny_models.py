@@ -33,6 +33,10 @@ ARCHITECTURES: dict[str, tuple[str, dict[str, Any]]] = {
     "gpt-neox": ("gpt_neox", {"rotary_pct": 0.5}),
     "qwen3": ("qwen3", {"num_key_value_heads": 2}),
     "exaone4": ("exaone4", {"sliding_window": WINDOW, "layer_types": SLIDING_THEN_FULL}),
+    # windows, attention sinks and a mixture of experts
+    "gpt-oss": ("gpt_oss", {"sliding_window": WINDOW, "layer_types": SLIDING_THEN_FULL,
+                            "num_local_experts": 4, "num_experts_per_tok": 2,
+                            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}),
     # DeepSeek-V3's attention: keys 16 wide (8 without and 8 with rotation), values 8
     "deepseek-v3": ("deepseek_v3", {
         "kv_lora_rank": 16, "q_lora_rank": None, "qk_rope_head_dim": 8, "head_dim": 8,
