@@ -164,12 +164,13 @@ class HFBackend:
         inputs, cache = self._inputs(prompts, setting.rows_per_prompt, args["max_new_tokens"])
         processors: list[Any] = []
         repeat = 1
-        top = screen_top(args) if self.fast else None  # tokens a row the screen keeps exact
+        # tokens a row the screen keeps exact
+        top = screen_top(args) if self.speedups.screen else None
         if setting.sampled and not _beam_sampling(setting):
             # The harness draws (keyed by each prompt's seed); transformers then decodes
             # greedily, on prompts repeated once per returned sequence.
             keys = row_keys([_seed(s) for s in seeds], setting.sequences)
-            if self.fast and fast_sampling_applies(args):
+            if self.speedups.sampler and fast_sampling_applies(args):
                 processors.append(Sampler(args, keys))
             else:
                 processors += [*warpers(args), KeyedDraw(keys)]
@@ -218,7 +219,7 @@ class HFBackend:
 
     def _head(self, top: int | None) -> Any:
         """The output projection's speed-ups, on the fast path only."""
-        if self.fast and self.head is not None:
+        if self.speedups.head:
             return fast_head(self.head, top)
         return contextlib.nullcontext()
 
