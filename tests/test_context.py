@@ -11,7 +11,6 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.context import fit
 from harness.errors import HarnessError
 from harness.prompts import Prompt
 from tests.conftest import EMOTION_ROWS, KOREAN_SENTENCES
@@ -88,6 +87,8 @@ def count_words(texts: list[str]) -> list[int]:
 
 
 def test_a_cut_keeps_the_most_it_can_and_starts_at_a_word() -> None:
+    from harness.context import fit
+
     prompts = [_prompt("하나 둘 셋 넷 다섯 여섯 일곱"), _prompt("짧은 글", 1)]
     made, cuts = fit(prompts, count_words, limit=6, room=2, cut=True, where="t.yaml")
     assert made[0].text == "넷 다섯 여섯 일곱"  # 4 words + 2 free = the limit
@@ -96,6 +97,8 @@ def test_a_cut_keeps_the_most_it_can_and_starts_at_a_word() -> None:
 
 
 def test_without_room_for_any_prompt_even_a_cut_is_refused() -> None:
+    from harness.context import fit
+
     with pytest.raises(HarnessError, match="lower max_new_tokens"):
         fit([_prompt("하나 둘")], count_words, limit=4, room=4, cut=True, where="t.yaml")
     assert fit([_prompt("하나 둘")], count_words, limit=None, room=10**6, cut=False,
