@@ -177,3 +177,29 @@ def test_the_default_models_512_token_window_with_prompts_of_340_and_540_tokens(
     # ordinary prompts still take the fast path: they fit the window with room to spare
     assert backend.speedups.window == 512
     assert backend.speedups.inside_fits(200, 32) and not backend.speedups.inside_fits(500, 32)
+
+
+def test_a_cache_of_a_kind_the_harness_does_not_know_runs_as_plain_transformers(
+    tmp_path, monkeypatch
+) -> None:
+    # As if the model's windowed layers were a new kind of cache layer: the harness must
+    # neither lay out nor repeat such a cache, and say why.
+    from harness import prefill
+
+    loaded = load_model(str(build(tmp_path / "m", "gemma3-window")), "cpu")
+    known = prefill.layer_kind
+    monkeypatch.setattr(prefill, "layer_kind",
+                        lambda layer: None if known(layer) == "sliding" else known(layer))
+    backend = HFBackend(loaded)
+    fits = backend.speedups
+    assert not (fits.prefill or fits.padding_inside or fits.repeat_cache)
+    assert "DynamicSlidingWindowLayer" in fits.plain_because["prefill"]
+    setting = Setting("beam_5_sequences", PRESETS["beam_5_sequences"])
+    got = backend.generate(FITS, setting, [None] * len(FITS), Options(NEW_TOKENS))
+    for prompt, rows in zip(FITS, got, strict=True):
+        assert [g.raw for g in rows] == [a.text for a in one_at_a_time(loaded, prompt, setting)]
+    read_whole = backend.rank_labels(FITS, LABELS)
+    monkeypatch.setattr(prefill, "layer_kind", known)
+    reused = HFBackend(loaded).rank_labels(FITS, LABELS)
+    for whole, again in zip(read_whole, reused, strict=True):
+        assert [s.logprob for s in whole] == pytest.approx([s.logprob for s in again], abs=1e-4)
