@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import chat
 from .data import Item, read_table
 from .errors import HarnessError
 from .prompts import Prompt, Templates, build_prompts
@@ -43,11 +44,14 @@ class Preview:
     tokens: list[int | None]  # per prompt, under ``model``
     reference_tokens: int | None  # of the first reference, without special tokens
     model: str  # the model the tokens were counted under, or why they were not
+    chat: str = "none"  # how the prompts went through the model's chat template
+    roles: list[list[str]] | None = None  # per prompt, its turns' roles (chat only)
 
 
 def preview(path: str | Path, item: int = 1, shots: list[int] | None = None,
-            model: str | None = None) -> Preview:
-    """The prompts of one item, exactly as a run renders them, with their token counts."""
+            model: str | None = None, chat_mode: str | None = None) -> Preview:
+    """The prompts of one item, exactly as a run renders them, with their token counts
+    (through the model's chat template where ``chat_mode`` or the task asks for it)."""
     task = load_task(path)
     if not 1 <= item <= len(task.items):
         raise HarnessError(f"--item {item}: {task.path} has items 1 to {len(task.items)}")
@@ -56,12 +60,25 @@ def preview(path: str | Path, item: int = 1, shots: list[int] | None = None,
         raise HarnessError("--shots takes counts of 0 or more")
     prompts = [p for p in build_prompts(task, shot_counts) if p.item == item - 1]
     templates = Templates(task, shot_counts)
-    blocks = [_blocks(task, templates, p) for p in prompts]
-    count, counted_by = _token_counter(model or task.spec.model, explicit=model is not None)
+    mode = chat_mode or task.spec.chat
+    roles = None
+    if mode == "none":
+        blocks = [_blocks(task, templates, p) for p in prompts]
+        count, counted_by = _token_counter(model or task.spec.model, explicit=model is not None)
+    else:  # the tokenizer is needed for its template: its failures are errors
+        from .models import load_tokenizer
+
+        name = model or task.spec.model
+        tokenizer = load_tokenizer(name)
+        roles = [[turn["role"] for turn in chat.turns(task, p, mode, templates)]
+                 for p in prompts]
+        prompts = chat.templated(task, prompts, mode, tokenizer, name, shot_counts)
+        blocks = [[("chat template", p.text)] for p in prompts]
+        count, counted_by = _counter(tokenizer), name
     tokens = [count(p.text) if count else None for p in prompts]
     refs = prompts[0].references
     ref_tokens = count(refs[0], specials=False) if count and refs else None
-    return Preview(task, item, prompts, blocks, tokens, ref_tokens, counted_by)
+    return Preview(task, item, prompts, blocks, tokens, ref_tokens, counted_by, mode, roles)
 
 
 def format_preview(pv: Preview) -> str:
@@ -79,6 +96,10 @@ def format_preview(pv: Preview) -> str:
             numbers = ", ".join(str(j + 1) for j in prompt.examples)
             lines.append(f"examples from {source}: item{'s' * (len(prompt.examples) > 1)} "
                          f"{numbers}")
+        if pv.roles is not None:
+            roles = pv.roles[pv.prompts.index(prompt)]
+            lines.append(f"chat: {pv.chat}, through {pv.model}'s chat template; turns: "
+                         f"{', '.join(roles)} (the text below is exactly what the model reads)")
         width = max(len(name) for name, _ in blocks)
         for name, text in blocks:
             shown = [mark(text, whole=True)] if name == "separator" else mark_lines(text)
@@ -160,11 +181,20 @@ def _token_counter(spec: str, explicit: bool) -> tuple[Callable[..., int] | None
         if explicit:
             raise
         return None, f"not counted ({exc})"
+    return _counter(tokenizer), spec
+
+
+def _counter(tokenizer: object) -> Callable[..., int]:
+    """Tokens of a prompt as a run reads it (``models.prompt_ids``), or of a text alone
+    (``specials=False``)."""
+    from .models import prompt_ids
 
     def count(text: str, specials: bool = True) -> int:
-        return len(tokenizer(text, add_special_tokens=specials)["input_ids"])
+        if specials:
+            return len(prompt_ids(tokenizer, [text])[0])
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
 
-    return count, spec
+    return count
 
 
 # ---------------------------------------------------------------- new

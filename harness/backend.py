@@ -66,7 +66,13 @@ class Backend(Protocol):
         ...
 
     def describe(self) -> dict[str, Any]:
-        """The model as run.json records it: name, fingerprint, type, device, dtype, ..."""
+        """The model as run.json records it: name, fingerprint, type, device, dtype, ...
+
+        Two keys the run reads where present: ``context_length`` (prompt and answer
+        tokens the model has positions for; prompts that do not fit are refused or cut
+        before generating) and ``chat_template`` (a digest of the tokenizer's chat
+        template, None without one; a run on plain text then says the model has one).
+        """
         ...
 
     def count_tokens(self, texts: list[str]) -> list[int]: ...

@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="transformers (hf) or vLLM; auto: vLLM where CUDA and vLLM are there")
     run.add_argument("--plain", action="store_true",
                      help="transformers' own generate, without the harness's speed-ups")
+    _add_chat(run)
     run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
     run.add_argument(
         "--resume", nargs="?", type=Path, const=LATEST, metavar="RUN_DIR",
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check task files without loading a model")
     validate.add_argument("tasks", type=Path, nargs="+")
+    validate.add_argument("--model", help="also check the prompts against this model's context "
+                          "(its tokenizer and config; no weights load)")
+    _add_chat(validate)
     validate.set_defaults(command=cmd_validate)
 
     bench = sub.add_parser(
@@ -104,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         task=args.task,
         overrides=pipeline.Overrides(
             shots=args.shots, presets=args.presets, seeds=args.seed, limit=args.limit,
-            model=args.model,
+            model=args.model, chat=args.chat,
         ),
         backend=args.backend, device=args.device, fast=not args.plain, out=args.out,
         resume=pipeline.LATEST if args.resume == LATEST else args.resume,
@@ -193,7 +197,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.tasks:
         try:
-            plan = pipeline.prepare(path)
+            plan = pipeline.prepare(path, pipeline.Overrides(model=args.model, chat=args.chat))
+            if args.model:
+                plan = pipeline.fit_without_weights(plan)
         except HarnessError as exc:
             failed += 1
             print(f"harness: error: {exc}", file=sys.stderr)
@@ -202,7 +208,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if any(s.sampled for s in plan.settings):
             names += f"; seeds {', '.join(map(str, plan.seeds))}"
         print(f"ok  {path}  {plan.describe()}  [{names}]")
+        for cut in plan.cuts:
+            print(f"    item {cut.item + 1} ({cut.shots} shots) is cut from the left to fit "
+                  f"{plan.model}: {cut.tokens} tokens -> {cut.kept}")
     return 2 if failed else 0
+
+
+def _add_chat(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--chat", nargs="?", const="turns", choices=["none", "turns", "single"],
+        help="send prompts through the model's chat template: turns (bare --chat; "
+        "instruction, examples and query as turns) or single (one user turn); none: plain",
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -236,6 +253,7 @@ def _add_authoring(sub: argparse._SubParsersAction) -> None:
         "--model", help="count tokens with this model's tokenizer (no weights load)"
     )
     preview.add_argument("--raw", action="store_true", help="only the prompt's text, byte for byte")
+    _add_chat(preview)
     preview.set_defaults(command=cmd_preview)
 
     new = sub.add_parser("new", help="write a starter task file for a data file")
@@ -261,7 +279,7 @@ def _add_authoring(sub: argparse._SubParsersAction) -> None:
 def cmd_preview(args: argparse.Namespace) -> int:
     from .authoring import format_preview, preview
 
-    shown = preview(args.task, args.item, args.shots, args.model)
+    shown = preview(args.task, args.item, args.shots, args.model, args.chat)
     if not args.raw:
         print(format_preview(shown))
         return 0

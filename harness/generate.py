@@ -7,7 +7,12 @@ It implements ``backend.Backend``. Two paths, one switch (``fast``):
 - the fast path (the default) reads prompts with ``prefill`` (length groups, a shared
   prefix read once, a cache with room to grow), computes the output projection with
   ``speedups`` (float32 blocks, a bfloat16 screen with exact top tokens) and samples with
-  the fast ``speedups.Sampler``. Each speed-up says in its module when it is exact.
+  the fast ``speedups.Sampler``. Each speed-up says in its module when it is exact;
+  ``conditions`` decides once per model which of them apply (and, for attention
+  windows, ``_inputs`` per batch), and the rest runs as on the plain path.
+
+On both paths n-gram blocking and banned words see each row without its padding
+(``blocking``), and a prompt is tokenized by ``models.prompt_ids``.
 
 On both paths a sampled row draws with keyed noise (``sampling``), so fast and plain give
 the same samples for the same logits, and a request's samples depend on its seed alone.
@@ -19,18 +24,17 @@ import contextlib
 import sys
 from typing import Any
 
-from . import prefill
+from . import blocking, conditions, prefill
 from .backend import Generation, LabelScore, Options, cut_at_stop
 from .decoding import Setting
 from .errors import HarnessError
-from .models import LoadedModel
+from .models import LoadedModel, prompt_ids
 from .sampling import WARPER_ARGS, KeyedDraw, row_keys, warpers
 from .speedups import (
     Sampler,
     blocked_projection,
     fast_head,
     fast_sampling_applies,
-    native_bfloat16,
     row_logsumexp,
     screen_top,
 )
@@ -38,6 +42,8 @@ from .speedups import (
 # generate() arguments the harness applies itself when a setting samples (beams aside):
 # the draw, then greedy decoding of rows repeated once per returned sequence.
 _DRAW_ARGS = {"do_sample", "num_return_sequences", *WARPER_ARGS}
+# ... and those it applies itself on every setting, over rows without padding (blocking)
+_BLOCKING_ARGS = {"no_repeat_ngram_size"}
 
 _SCORE_ROWS = 4  # sequences per teacher-forced scoring pass
 
@@ -62,19 +68,22 @@ class HFBackend:
         self.multi_rows = self.rows if on_cuda or rows else 50
         self.head = self.model.get_output_embeddings()
         self.on_cpu = not on_cuda
-        if fast and self.on_cpu and self.head is not None and self.head.weight.shape[0] >= 16384:
+        self.speedups = conditions.decide(self.model, fast, self.on_cpu)
+        if self.speedups.head:
             blocked_projection(self.head)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._stop_matchers: dict[str, Any] = {}
 
     def identity(self) -> dict[str, Any]:
-        """What besides the request decides an output: the speed-ups (the bfloat16 screen
-        moves far-off logits, hence log-probabilities, by up to ~1e-3), device, dtype."""
+        """What besides the request decides an output: the speed-ups that apply to this
+        model and why others do not (the bfloat16 screen moves far-off logits, hence
+        log-probabilities, by up to ~1e-3), device, dtype."""
         return {
             "backend": self.name,
             "fast": self.fast,
-            "bf16_screen": self.fast and self.on_cpu and native_bfloat16(),
+            "bf16_screen": self.speedups.screen,
+            "speedups": self.speedups.record(),
             "device": self.loaded.device,
             "dtype": self.loaded.dtype,
         }
@@ -86,7 +95,7 @@ class HFBackend:
         pass  # the model is freed with the backend; nothing runs in the background
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        return [len(ids) for ids in prompt_ids(self.tokenizer, texts)]
 
     def batch_rows(self, setting: Setting) -> int:
         """Prompts per batch: ``rows`` counts every beam and returned sequence (each
@@ -100,7 +109,8 @@ class HFBackend:
         """Each label's log-probability after each prompt (``scoring: likelihood``)."""
         from .likelihood import rank_labels
 
-        return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows)
+        return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows,
+                           reuse_prompt=self.speedups.repeat_cache)
 
     def generate(
         self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
@@ -127,13 +137,16 @@ class HFBackend:
             )
 
     def _inputs(self, prompts: list[str], repeat: int, room: int) -> tuple[dict[str, Any], Any]:
-        """The batch ``generate`` continues, and a cache of all but its last column (fast
-        path) or None (plain: transformers reads the left-padded prompts itself)."""
+        """The batch ``generate`` continues, and a cache of all but its last column (where
+        ``prefill`` serves the model) or None (transformers reads the left-padded prompts
+        itself). ``room``: the most tokens to be generated."""
         tok = self.tokenizer
-        ids = tok(prompts)["input_ids"]
-        if self.fast:
+        ids = prompt_ids(tok, prompts)
+        fits = self.speedups
+        if fits.prefill and (repeat == 1 or fits.repeat_cache):
+            inside = fits.inside_fits(max(len(row) for row in ids), room)
             batch, cache = prefill.read(self.model, ids, tok.pad_token_id, repeat=repeat,
-                                        room=room)
+                                        room=room, padding_inside=inside)
             return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}, cache
         padded = tok.pad({"input_ids": ids}, return_tensors="pt")
         device = self.model.device
@@ -151,34 +164,37 @@ class HFBackend:
         inputs, cache = self._inputs(prompts, setting.rows_per_prompt, args["max_new_tokens"])
         processors: list[Any] = []
         repeat = 1
-        top = screen_top(args) if self.fast else None  # tokens a row the screen keeps exact
+        # tokens a row the screen keeps exact
+        top = screen_top(args) if self.speedups.screen else None
         if setting.sampled and not _beam_sampling(setting):
             # The harness draws (keyed by each prompt's seed); transformers then decodes
             # greedily, on prompts repeated once per returned sequence.
             keys = row_keys([_seed(s) for s in seeds], setting.sequences)
-            if self.fast and fast_sampling_applies(args):
+            if self.speedups.sampler and fast_sampling_applies(args):
                 processors.append(Sampler(args, keys))
             else:
                 processors += [*warpers(args), KeyedDraw(keys)]
             repeat = setting.sequences
             args = {k: v for k, v in args.items() if k not in _DRAW_ARGS}
+        eos = self.model.generation_config.eos_token_id
         config = GenerationConfig(
             pad_token_id=tok.pad_token_id,
-            eos_token_id=self.model.generation_config.eos_token_id,
+            eos_token_id=eos,
             bos_token_id=self.model.generation_config.bos_token_id,
             return_dict_in_generate=True,
-            **args,
+            **{k: v for k, v in args.items() if k not in _BLOCKING_ARGS},
         )
         extra: dict[str, Any] = {}
         matchers = self._stop_strings(options.stop)
         if matchers:
             extra["stopping_criteria"] = StoppingCriteriaList(matchers)
-        if options.bad_words:
-            config.bad_words_ids = self._bad_words_ids(options.bad_words)
         if cache is not None:
             extra["cache"] = cache
         if repeat > 1:
             inputs = {k: v.repeat_interleave(repeat, dim=0) for k, v in inputs.items()}
+        banned = self._bad_words_ids(options.bad_words) if options.bad_words else []
+        # before the draw, as transformers applies its own before its warpers
+        processors[:0] = blocking.processors(args, banned, eos, inputs["attention_mask"])
         recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
         if processors:
             extra["logits_processor"] = processors
@@ -203,7 +219,7 @@ class HFBackend:
 
     def _head(self, top: int | None) -> Any:
         """The output projection's speed-ups, on the fast path only."""
-        if self.fast and self.head is not None:
+        if self.speedups.head:
             return fast_head(self.head, top)
         return contextlib.nullcontext()
 
@@ -248,14 +264,21 @@ class HFBackend:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _bad_words_ids(self, words: tuple[str, ...]) -> list[list[int]]:
-        ids = []
+        """The token sequences banned for ``words``: a special token by its id; another
+        word as the tokenizer writes it alone and as it writes it after a space inside a
+        text (as transformers' docs advise: " 합격" is mostly other tokens than "합격",
+        and a word mostly follows a space)."""
+        tok = self.tokenizer
+        ids: list[list[int]] = []
         for word in words:
-            special = self.tokenizer.convert_tokens_to_ids(word)
-            if word in self.tokenizer.all_special_tokens and special is not None:
-                ids.append([special])
+            special = tok.convert_tokens_to_ids(word)
+            if word in tok.all_special_tokens and special is not None:
+                spellings = [[special]]
             else:
-                ids.append(self.tokenizer(word, add_special_tokens=False)["input_ids"])
-        return [i for i in ids if i]
+                spellings = [tok(word, add_special_tokens=False)["input_ids"],
+                             _after_a_space(tok, word)]
+            ids += [s for s in spellings if s and s not in ids]
+        return ids
 
     def _score(self, prompt_mask: Any, sequences: Any, prompt_len: int) -> Any:
         """Log-probabilities of the generated tokens, by one teacher-forced forward pass.
@@ -292,6 +315,16 @@ class HFBackend:
                 picked = logits[:, :-1].gather(-1, chosen).squeeze(-1)
             parts.append((picked - lse[:, :-1]).cpu())
         return torch.cat(parts)
+
+
+def _after_a_space(tokenizer: Any, word: str) -> list[int]:
+    """The tokens of `` word`` where it follows a word inside a text: those of "a word"
+    past those of "a" (the tokens of " word" on its own where the two do not line up)."""
+    before = tokenizer("a", add_special_tokens=False)["input_ids"]
+    whole = tokenizer("a " + word, add_special_tokens=False)["input_ids"]
+    if whole[: len(before)] == before and len(whole) > len(before):
+        return whole[len(before) :]
+    return tokenizer(" " + word, add_special_tokens=False)["input_ids"]
 
 
 def _beam_sampling(setting: Setting) -> bool:

@@ -11,10 +11,14 @@ The tokenization boundary, decided once here:
 - the continuation is ``" " + label`` (lm-evaluation-harness's target delimiter), as the
   shipped tasks write ``감정: {{ label }}``; when the prompt already ends in whitespace,
   that whitespace is moved from the prompt onto the label instead of adding a space;
-- the prompt is tokenized as generation tokenizes it (special tokens included); the
+- the prompt is tokenized as generation tokenizes it (``models.prompt_ids``); the
   label's tokens are those of prompt + continuation, tokenized whole, past the prompt's
   own tokens. Should the tokenizer merge across the boundary (so the whole no longer
   starts with the prompt's tokens), the continuation is tokenized on its own instead.
+
+A prompt is read once and its cache repeated for each label where ``prefill.repeat_rows``
+knows every layer of the model's cache (``conditions``); otherwise each prompt + label is
+read whole, left-padded, as plain transformers would score it.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import LabelScore
+from .models import prompt_ids
+from .prefill import repeat_rows
 
 DELIMITER = " "
+_WHOLE_ROWS = 8  # rows a pass when each prompt + label is read whole
 
 
 def split(prompt: str, label: str) -> tuple[str, str]:
@@ -39,8 +46,8 @@ Pair = tuple[list[int], list[int]]  # (context token ids, continuation token ids
 def encode(tokenizer: Any, prompts: list[str], labels: list[str]) -> list[list[Pair]]:
     """For each prompt, for each label: (context token ids, continuation token ids)."""
     pairs = [split(p, label) for p in prompts for label in labels]
-    contexts = tokenizer([c for c, _ in pairs])["input_ids"]
-    wholes = tokenizer([c + k for c, k in pairs])["input_ids"]
+    contexts = prompt_ids(tokenizer, [c for c, _ in pairs])
+    wholes = prompt_ids(tokenizer, [c + k for c, k in pairs])
     out: list[list[Pair]] = []
     for i, ((_, continuation), context, whole) in enumerate(
         zip(pairs, contexts, wholes, strict=True)
@@ -59,14 +66,15 @@ def encode(tokenizer: Any, prompts: list[str], labels: list[str]) -> list[list[P
 
 
 def rank_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[str],
-                rows: int = 64) -> list[list[LabelScore]]:
+                rows: int = 64, reuse_prompt: bool = True) -> list[list[LabelScore]]:
     """Every label's log-probability after every prompt, in the labels' order.
 
     Prompts go through the model ``rows // len(labels)`` at a time, longest first, left
-    padded, with positions counted from each row's first real token. A prompt is read
-    once: its cache is repeated for each of its labels, whose tokens then take one more
-    pass together (a prompt of a hundred tokens and five short labels costs about one
-    fifth of scoring each pair from the start).
+    padded, with positions counted from each row's first real token. With
+    ``reuse_prompt`` a prompt is read once: its cache is repeated for each of its labels,
+    whose tokens then take one more pass together (a prompt of a hundred tokens and five
+    short labels costs about one fifth of scoring each pair from the start); without,
+    each prompt + label is read whole.
     """
     encoded = encode(tokenizer, prompts, labels)
     order = sorted(range(len(prompts)), key=lambda p: -len(encoded[p][0][0]))
@@ -75,8 +83,9 @@ def rank_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[str
     sums: dict[int, list[float]] = {}
     for start in range(0, len(order), size):
         batch = order[start : start + size]
-        scored = _score(model, pad, [encoded[p][0][0] for p in batch],
-                        [[cont for _, cont in encoded[p]] for p in batch])
+        score = _score if reuse_prompt else _score_whole
+        scored = score(model, pad, [encoded[p][0][0] for p in batch],
+                       [[cont for _, cont in encoded[p]] for p in batch])
         sums.update(zip(batch, scored, strict=True))
     return [
         [LabelScore(label, sums[p][j], len(encoded[p][j][1])) for j, label in enumerate(labels)]
@@ -108,7 +117,7 @@ def _score(model: Any, pad: int, contexts: list[list[int]],
         later = None
         if longest > 1:  # the other label tokens, on the prompts' repeated cache
             cache, name = _cache_of(model, out)
-            cache.batch_repeat_interleave(n_labels)
+            repeat_rows(cache, n_labels)
             tail = torch.full((len(flat), longest - 1), pad, dtype=torch.long)
             tail_mask = torch.zeros_like(tail)
             for r, cont in enumerate(flat):
@@ -138,6 +147,38 @@ def _score(model: Any, pad: int, contexts: list[list[int]],
             sums.append(total)
         result.append(sums)
     return result
+
+
+def _score_whole(model: Any, pad: int, contexts: list[list[int]],
+                 continuations: list[list[list[int]]]) -> list[list[float]]:
+    """The same sums, each context + continuation read whole, left-padded, a few rows a
+    pass (their logits over a large vocabulary take memory)."""
+    import torch
+
+    rows = [(context, cont) for context, per in zip(contexts, continuations, strict=True)
+            for cont in per]
+    width = max(len(c) + len(k) for c, k in rows)
+    keep = max(len(k) for _, k in rows) + 1  # the continuations fill the last columns
+    device = model.device
+    sums: list[float] = []
+    for start in range(0, len(rows), _WHOLE_ROWS):
+        part = rows[start : start + _WHOLE_ROWS]
+        ids = torch.full((len(part), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(part), width), dtype=torch.long)
+        for i, (context, cont) in enumerate(part):
+            ids[i, width - len(context) - len(cont):] = torch.tensor(context + cont)
+            mask[i, width - len(context) - len(cont):] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep,
+                           position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits.float()
+        for i, (_, cont) in enumerate(part):
+            # each continuation token is predicted by the column before it
+            span = logits[i, keep - len(cont) - 1 : keep - 1].log_softmax(-1)
+            chosen = torch.tensor(cont, device=span.device)[:, None]
+            sums.append(float(span.gather(-1, chosen).sum()))
+    n = len(continuations[0])
+    return [sums[b * n : (b + 1) * n] for b in range(len(contexts))]
 
 
 def _cache_of(model: Any, out: Any) -> tuple[Any, str]:

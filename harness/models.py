@@ -40,10 +40,53 @@ class LoadedModel:
             "type": cfg.model_type,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "vocab_size": cfg.vocab_size,
+            "context_length": context_length(cfg),
+            "chat_template": template_digest(self.tokenizer),
             "device": self.device,
             "dtype": self.dtype,
             "load_s": round(self.load_s, 2),
         }
+
+
+def context_length(config: Any) -> int | None:
+    """The most tokens (prompt and answer together) the model has positions for, from
+    its config; None where the config names no bound."""
+    text = getattr(config, "get_text_config", lambda: config)()
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length",
+                 "seq_length", "n_ctx"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def template_digest(tokenizer: Any) -> str | None:
+    """The first 12 hex digits of the sha256 of the tokenizer's chat template, or None
+    when it has none (run.json records which template made the prompts)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        return None
+    if isinstance(template, dict):  # several named templates
+        template = json.dumps(template, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(str(template).encode("utf-8")).hexdigest()[:12]
+
+
+def prompt_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """A prompt's token ids, as every part of the harness counts and reads them.
+
+    The tokenizer's own way, special tokens included, except that a prompt whose text
+    already begins with the bos token (a chat template writes it) does not get a second
+    one: as transformers tokenizes a chat-templated text.
+    """
+    ids = tokenizer(texts)["input_ids"]
+    bos, bos_text = tokenizer.bos_token_id, tokenizer.bos_token
+    if bos is None or not bos_text:
+        return ids
+    return [
+        row[1:] if len(row) > 1 and row[0] == row[1] == bos and text.startswith(bos_text)
+        else row
+        for row, text in zip(ids, texts, strict=True)
+    ]
 
 
 def cache_root() -> Path:
@@ -195,12 +238,24 @@ def _load_folder(folder: Path, device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = _half_dtype() if device.startswith("cuda") else "float32"
+    tokenizer = _read_tokenizer(folder, lambda: AutoTokenizer.from_pretrained(folder))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map=device)
     except (OSError, ValueError, KeyError) as exc:
         raise HarnessError(f"--model {folder}: cannot load this model folder ({exc})") from None
     return model, tokenizer
+
+
+def _read_tokenizer(where: Any, read: Any) -> Any:
+    """``read()``, with any failure of a damaged tokenizer file (tokenizers raises plain
+    Exceptions for a bad merges.txt line or a broken tokenizer.json) as one line."""
+    try:
+        return read()
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (OSError, ValueError, KeyError, Exception, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HarnessError(f"--model {where}: cannot load its tokenizer ({first})") from None
 
 
 def _load_hub(model_id: str, device: str) -> tuple[Any, Any]:
@@ -276,13 +331,8 @@ def kogpt2_tokenizer(folder: Path) -> Any:
     from tokenizers import SentencePieceBPETokenizer
     from transformers import PreTrainedTokenizerFast
 
-    try:
-        bpe = SentencePieceBPETokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
-    except Exception as exc:  # the tokenizers library raises a bare Exception
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise HarnessError(
-            f"{folder}: vocab.json and merges.txt do not make a tokenizer ({first})"
-        ) from None
+    bpe = _read_tokenizer(folder, lambda: SentencePieceBPETokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt")))
     # Checked before the wrapper below, which would add a missing one as a new token.
     missing = [t for t in KOGPT2_SPECIALS if bpe.token_to_id(t) is None]
     if missing:
@@ -323,7 +373,8 @@ def load_tokenizer(spec: str) -> Any:
         path = Path(spec).expanduser()
         gguf = path if path.is_file() and path.suffix == ".gguf" else None
         folder = None if gguf else resolve(spec)  # resolve converts only .gguf files
-    try:
+
+    def read() -> Any:
         if gguf is not None:
             return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         if folder is None:
@@ -331,11 +382,30 @@ def load_tokenizer(spec: str) -> Any:
         if _is_kogpt2_layout(folder):
             return kogpt2_tokenizer(folder)
         return AutoTokenizer.from_pretrained(folder)
-    except HarnessError:
-        raise
-    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+
+    return _read_tokenizer(spec, read)
+
+
+def load_config(spec: str) -> Any | None:
+    """The model's config (no weights), for its context length; None where only the
+    weights carry it (the KoGPT-2 layout without config.json, a .gguf file)."""
+    from transformers import AutoConfig
+
+    if spec == "default":
+        folder = default_model_cached()
+        if folder is None:
+            return None  # converted on the first run; until then only the GGUF file knows
+    else:
+        if Path(spec).expanduser().is_file():
+            return None  # a .gguf file
+        folder = resolve(spec)
+    if folder is not None and not (folder / "config.json").exists():
+        return None
+    try:
+        return AutoConfig.from_pretrained(str(folder) if folder is not None else spec)
+    except Exception as exc:  # noqa: BLE001 (OSError, ValueError, KeyError, ...)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise HarnessError(f"--model {spec}: cannot load its tokenizer ({first})") from None
+        raise HarnessError(f"--model {spec}: cannot read its config ({first})") from None
 
 
 def _gpt2_config_from_shapes(folder: Path, state: dict[str, Any]) -> Any:

@@ -8,6 +8,7 @@ before a model loads); ``execute`` generates with a backend and writes the run f
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import platform
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import __version__, files, records, report, runner
+from . import __version__, chat, context, files, records, report, runner
 from .backend import Backend, Options
 from .cache import ResultCache, open_cache
 from .cache import scope as cache_scope
@@ -38,6 +39,7 @@ class Overrides:
     seeds: list[int] | None = None
     limit: int | None = None
     model: str | None = None
+    chat: str | None = None  # none, turns or single (--chat)
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Plan:
     requests: list[runner.Request]
     options: Options
     model: str
+    chat: str = "none"  # how the prompts went through the model's chat template
+    cuts: list[context.Cut] = field(default_factory=list)  # prompts cut to fit the context
 
     @property
     def likelihood(self) -> bool:
@@ -109,9 +113,43 @@ def prepare(task_path: str | Path, overrides: Overrides | None = None) -> Plan:
     options = Options(
         spec.decoding.max_new_tokens, tuple(spec.decoding.stop), tuple(spec.decoding.bad_words)
     )
-    requests = runner.plan(prompts, settings, seeds)
     model = overrides.model or spec.model
-    return Plan(task, prompts, settings, seeds, requests, options, model)
+    mode = overrides.chat or spec.chat
+    if mode != "none":
+        from .models import load_tokenizer
+
+        prompts = chat.templated(task, prompts, mode, load_tokenizer(model), model, shots)
+    requests = runner.plan(prompts, settings, seeds)
+    return Plan(task, prompts, settings, seeds, requests, options, model, mode)
+
+
+def fit_to_context(plan: Plan, count: context.Count, limit: int | None) -> Plan:
+    """The plan with every prompt checked against the model's context of ``limit``
+    tokens: refused, or cut from the left where the task says ``too_long: cut_left``."""
+    room = max([s.args.get("max_new_tokens", plan.options.max_new_tokens)
+                for s in plan.settings], default=0)
+    if plan.likelihood:  # the longest label follows the prompt
+        room = max(room, max(count([f" {label}" for label in plan.task.spec.labels or []])))
+    prompts, cuts = context.fit(plan.prompts, count, limit, room,
+                                plan.task.spec.too_long == "cut_left", str(plan.task.path),
+                                chat=plan.chat != "none")
+    if not cuts:
+        return plan
+    requests = runner.plan(prompts, plan.settings, plan.seeds)
+    return dataclasses.replace(plan, prompts=prompts, requests=requests, cuts=cuts)
+
+
+def fit_without_weights(plan: Plan) -> Plan:
+    """``fit_to_context`` with the model's tokenizer and config alone (``validate
+    --model``); a model whose config is not at hand (a .gguf file) is not checked."""
+    from .models import context_length, load_config, load_tokenizer, prompt_ids
+
+    config = load_config(plan.model)
+    if config is None:
+        return plan
+    tokenizer = load_tokenizer(plan.model)
+    return fit_to_context(plan, lambda texts: [len(ids) for ids in prompt_ids(tokenizer, texts)],
+                          context_length(config))
 
 
 def new_run_dir(out: Path, name: str) -> Path:
@@ -177,6 +215,8 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         },
         "model": backend.describe(),
         "backend": backend.identity(),
+        "chat": plan.chat,
+        "cut_prompts": [cut.record() for cut in plan.cuts],
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -353,7 +393,6 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
     engine = engines.choose(config.backend, config.device) if backend is None else backend.name
     engines.check(engine, plan.settings, plan.options)  # before any model loads
     with contextlib.ExitStack() as stack:
-        found: list[records.Record] = []
         run_dir = config.resume
         if run_dir is not None:
             if run_dir == LATEST:
@@ -362,7 +401,6 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
             if not (run_dir / "run.json").is_file():
                 raise HarnessError(f"{what}: not a run folder (no readable run.json)")
             stack.enter_context(files.locked(run_dir, what))
-            found = earlier_records(run_dir, plan)
             try:
                 files.probe(run_dir)
             except OSError as exc:
@@ -383,8 +421,17 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
                 "so the result cache is not used for this run")
             cache.close()
             cache = None
+        if plan.chat == "none" and info.get("chat_template"):
+            say("note: this model's tokenizer has a chat template, and the prompts go in as "
+                "plain text; chat: turns in the task (or --chat) sends them through it")
+        plan = fit_to_context(plan, backend.count_tokens, info.get("context_length"))
+        for cut in plan.cuts:
+            say(f"cut item {cut.item + 1} ({cut.shots} shots) from the left: {cut.tokens} "
+                f"tokens -> {cut.kept}, to fit the model's context (too_long: cut_left)")
         batches = runner.layout(plan.requests, backend)
         if run_dir is not None:
+            # after the cuts: they are part of what the earlier run was asked
+            found = earlier_records(run_dir, plan)
             check_same_model(run_dir, backend)
             done = kept_records(found, plan, batches)
             _rewrite_samples(run_dir, done, found)

@@ -18,6 +18,21 @@ What it saves, against ``generate`` reading a left-padded batch itself:
 
 All but the last prompt token go into the cache; ``generate`` then reads that token
 itself and continues as usual.
+
+When each of these is exact (``conditions`` decides it once per model, and per batch for
+attention windows):
+
+- a shared prefix with padding in the middle of rows, and groups read apart and merged:
+  every cache layer holds keys and values of attention (``layer_kind``: "attention" or
+  "sliding"), whose padded positions the mask hides; a layer with a running state
+  (linear attention, convolution) would carry the padding into that state. And the
+  batch's longest prompt plus its new tokens fit in the shortest attention window: a
+  window counts cache columns, padding included, so padding in the middle of a row
+  would push its real tokens out of the window early (left padding does not: it lies
+  before all of them);
+- a prompt read once for all its beams or returned sequences (``repeat_rows``): every
+  layer is of a kind listed in ``layer_kind``, running states included;
+- room to grow: given to layers of keys and values only; others are left as they are.
 """
 
 from __future__ import annotations
@@ -101,17 +116,23 @@ def groups(lengths: list[int], shared: int = 0) -> list[list[int]]:
 
 
 def read(
-    model: Any, token_ids: list[list[int]], pad_id: int, repeat: int = 1, room: int = 0
+    model: Any, token_ids: list[list[int]], pad_id: int, repeat: int = 1, room: int = 0,
+    padding_inside: bool = True,
 ) -> tuple[Batch, Any | None]:
     """The batch ``generate`` is to continue, and the KV cache of all but its last column.
 
     Rows come back in the order of ``token_ids``, each repeated ``repeat`` times in the
     cache (not in the batch: ``generate`` repeats the inputs itself). ``room``: tokens
-    the cache should hold without growing. Groups are read apart only where the model's
-    cache is one this module knows how to merge (transformers' dynamic cache, windows
-    not yet sliding); the cache is None when every prompt is a single token.
+    the cache should hold without growing. ``padding_inside``: whether a shared prefix
+    and groups read apart may put padding inside rows (see the module's conditions);
+    without it the batch is read left-padded in one pass. Groups are merged only where
+    the cache is one this module knows how to merge; the cache is None when every prompt
+    is a single token.
     """
     device = model.device
+    if not padding_inside:
+        whole = lay_out(token_ids, pad_id, device, shared=0)
+        return whole, _with_room(_read(model, whole, None), repeat, room)
     whole = lay_out(token_ids, pad_id, device)
     prefix = _read_prefix(model, whole)
     parts = groups([len(ids) for ids in token_ids], whole.shared)
@@ -150,7 +171,7 @@ def _read(model: Any, batch: Batch, prefix: Any | None) -> Any | None:
     rows, length = ids.shape
     cache = prefix
     if cache is not None:
-        cache.batch_repeat_interleave(rows)
+        repeat_rows(cache, rows)
     if length - 1 > batch.shared:
         with torch.inference_mode():
             cache = model.base_model(
@@ -163,19 +184,71 @@ def _read(model: Any, batch: Batch, prefix: Any | None) -> Any | None:
     return cache
 
 
-def _mergeable(cache: Any | None) -> bool:
-    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+def layer_kind(layer: Any) -> str | None:
+    """What a cache layer holds, for the kinds this module knows how to handle:
+    "attention" (keys and values), "sliding" (the same within a window), "state" (a
+    running state of linear attention or convolution, one per row), "state+attention",
+    "state+sliding"; None for any other kind (this module leaves those alone)."""
+    return _kinds().get(type(layer))
 
+
+@functools.cache
+def _kinds() -> dict[type, str]:
+    from transformers import cache_utils as cu
+
+    plain, sliding = _room_classes()
+    kinds: dict[type, str] = {
+        cu.DynamicLayer: "attention", plain: "attention",
+        cu.DynamicSlidingWindowLayer: "sliding", sliding: "sliding",
+    }
+    # classes of recent transformers (5.x); older ones have other caches for such models
+    for name, kind in (("LinearAttentionLayer", "state"),
+                       ("LinearAttentionAndFullAttentionLayer", "state+attention"),
+                       ("LinearAttentionAndSlidingWindowAttentionLayer", "state+sliding")):
+        if hasattr(cu, name):
+            kinds[getattr(cu, name)] = kind
+    return kinds
+
+
+def cache_kinds(cache: Any) -> list[str | None] | None:
+    """The kind of each layer of a cache, or None for a cache that is not transformers'
+    dynamic cache (a model's own cache class)."""
+    from transformers.cache_utils import DynamicCache
+
+    if type(cache) is not DynamicCache:
+        return None
+    return [layer_kind(layer) for layer in cache.layers]
+
+
+def repeat_rows(cache: Any, times: int) -> None:
+    """Repeat each row of a cache ``times`` times in place (row i becomes rows
+    i * times ... i * times + times - 1), for the layer kinds of ``layer_kind``."""
+    if times == 1:
+        return
+    from transformers.cache_utils import DynamicLayer
+
+    for layer in cache.layers:
+        kind = layer_kind(layer)
+        if kind is None:
+            raise ValueError(f"cannot repeat the rows of a {type(layer).__name__}")
+        if kind.startswith("state"):
+            for states in (layer.conv_states, layer.recurrent_states):
+                for index, tensor in states.items():
+                    if tensor is not None:
+                        states[index] = tensor.repeat_interleave(times, dim=0)
+        if kind != "state":
+            DynamicLayer.batch_repeat_interleave(layer, times)
+
+
+def _mergeable(cache: Any | None) -> bool:
     if cache is None:
         return True
-    if type(cache) is not DynamicCache:
+    kinds = cache_kinds(cache)
+    if kinds is None or any(kind not in ("attention", "sliding") for kind in kinds):
         return False
     for layer in cache.layers:
-        if type(layer) is DynamicSlidingWindowLayer:
-            if layer.get_seq_length() >= layer.sliding_window - 1:
-                return False  # the window has started sliding: positions no longer line up
-        elif type(layer) is not DynamicLayer:
-            return False
+        if layer_kind(layer) == "sliding" and layer.get_seq_length() >= layer.sliding_window - 1:
+            return False  # the window has started sliding: positions no longer line up
     return True
 
 
@@ -206,10 +279,13 @@ def _merge(
         return merged, None
     cached = width - 1
     for index, layer in enumerate(template.layers):
-        like = layer.keys
-        shape = (rows * repeat, like.shape[1], cached + room, like.shape[3])
+        # keys and values each with their own width (DeepSeek's attention: keys wider)
         # zeros, not empty: padding is masked out, but a NaN there would still spread
-        buffers = tuple(torch.zeros(shape, dtype=like.dtype, device=device) for _ in "kv")
+        buffers = tuple(
+            torch.zeros((rows * repeat, like.shape[1], cached + room, like.shape[3]),
+                        dtype=like.dtype, device=device)
+            for like in (layer.keys, layer.values)
+        )
         for (part, _, _), cache in zip(read_parts, caches, strict=True):
             if cache is None:
                 continue  # one-token prompts: nothing cached, their columns stay padding
@@ -233,12 +309,16 @@ def _with_room(cache: Any | None, repeat: int, room: int) -> Any | None:
 
     if cache is None:
         return None
-    if repeat > 1:
-        cache.batch_repeat_interleave(repeat)
-    if room and _mergeable(cache):
+    repeat_rows(cache, repeat)
+    if room:
         for index, layer in enumerate(cache.layers):
-            if not layer.is_initialized or layer.keys.numel() == 0:
+            kind = layer_kind(layer)
+            if kind not in ("attention", "sliding") or not layer.is_initialized:
+                continue  # room for keys and values only
+            if layer.keys.numel() == 0:
                 continue
+            if kind == "sliding" and layer.get_seq_length() >= layer.sliding_window - 1:
+                continue  # the window slides already: the layer keeps its last columns
             used = layer.keys.shape[2]
             buffers = []
             for states in (layer.keys, layer.values):

@@ -143,6 +143,16 @@ class Task(_Strict):
         "default", description="default, a model folder, a .gguf file or a hub id; "
         "--model overrides it",
     )
+    chat: Literal["none", "turns", "single"] = Field(
+        "none", description="send prompts through the model's chat template: turns (the "
+        "instruction as the system turn, each example as a user and an assistant turn, the "
+        "query as the last user turn) or single (the whole prompt as one user turn); "
+        "--chat overrides it",
+    )
+    too_long: Literal["refuse", "cut_left"] = Field(
+        "refuse", description="a prompt that with its new tokens exceeds the model's "
+        "context: refuse the run (naming it), or cut the prompt from the left",
+    )
 
     @field_validator("metrics")
     @classmethod
