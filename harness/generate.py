@@ -176,7 +176,7 @@ class HFBackend:
         if options.bad_words:
             config.bad_words_ids = self._bad_words_ids(options.bad_words)
         if cache is not None:
-            extra["cache"] = cache
+            extra[prefill.cache_arg(self.model)] = cache
         if repeat > 1:
             inputs = {k: v.repeat_interleave(repeat, dim=0) for k, v in inputs.items()}
         recorder = None if setting.beams > 1 else _LogprobRecorder(self.model)
