@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .errors import HarnessError
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="transformers (hf) or vLLM; auto: vLLM where CUDA and vLLM are there")
     run.add_argument("--plain", action="store_true",
                      help="transformers' own generate, without the harness's speed-ups")
+    _add_parallel(run)
     run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
     run.add_argument(
         "--resume", nargs="?", type=Path, const=LATEST, metavar="RUN_DIR",
@@ -99,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             model=args.model,
         ),
         backend=args.backend, device=args.device, fast=not args.plain, out=args.out,
+        parallel=_parallel(args),
         resume=pipeline.LATEST if args.resume == LATEST else args.resume,
         cache=not args.no_cache,
     )
@@ -134,6 +137,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     return 0
+
+
+def _add_parallel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                        help="vLLM: split the model over N GPUs")
+    parser.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                        help="vLLM: N copies of the model, sharing the requests")
+    parser.add_argument("--ray", action="store_true",
+                        help="vLLM: run on the Ray cluster this machine belongs to (several machines)")
+
+
+def _parallel(args: argparse.Namespace) -> Any:
+    from .engines import Parallel
+
+    return Parallel(args.tensor_parallel, args.data_parallel, args.ray)
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:

@@ -22,6 +22,7 @@ from . import __version__, records, report, runner
 from .backend import Backend, Options
 from .cache import ResultCache
 from .decoding import Setting, expand
+from .engines import Parallel
 from .errors import HarnessError
 from .prompts import Prompt, build_prompts
 from .records import LIKELIHOOD
@@ -298,6 +299,7 @@ class RunConfig:
     backend: str = "auto"  # auto, hf or vllm
     device: str = "auto"
     fast: bool = True  # the transformers backend's speed-ups (False: plain transformers)
+    parallel: Parallel = field(default_factory=Parallel)  # vLLM: tensor/data parallel, Ray
     out: Path = Path("reports")
     resume: Path | None = None  # a run folder, or LATEST
     cache: bool = True
@@ -345,7 +347,8 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
         check_writable(config.out)
     opened = backend is None
     if backend is None:
-        backend = engines.open_backend(engine, plan.model, config.device, fast=config.fast)
+        backend = engines.open_backend(engine, plan.model, config.device, fast=config.fast,
+                                       parallel=config.parallel)
     try:
         info = backend.describe()
         say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "
