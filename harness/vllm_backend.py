@@ -344,6 +344,9 @@ class Engine:
         self.ids = itertools.count()
         self.llm: Any = None
         self.closed = False
+        self.interrupted = False
+        self._restore_sigint: Any = None
+        self._catch_interrupts()
         import atexit
 
         atexit.register(self.close)
@@ -382,7 +385,33 @@ class Engine:
     def many(self, requests: list[tuple[list[int], Any]]) -> list[Any]:
         if self.closed:
             raise RuntimeError("the vLLM engine was closed")
-        return self._wait(self._all(requests))
+        try:
+            return self._wait(self._all(requests))
+        except Exception as exc:
+            # Ctrl-C in a terminal reaches the engine's processes too, and they stop on
+            # it: their death then stands for the interrupt that caused it.
+            if self.interrupted:
+                raise KeyboardInterrupt from None
+            if type(exc).__name__ == "EngineDeadError":
+                raise HarnessError("the vLLM engine stopped; its log above says why") from None
+            raise
+
+    def _catch_interrupts(self) -> None:
+        """Note Ctrl-C (then raise KeyboardInterrupt as Python does by default)."""
+        import signal
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return
+        self.interrupted = False
+
+        def interrupted(signum: int, frame: Any) -> None:
+            self.interrupted = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupted)
+        self._restore_sigint = lambda: signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def close(self) -> None:
         if self.closed:
@@ -394,6 +423,8 @@ class Engine:
                 llm.shutdown()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
+        if self._restore_sigint is not None and threading.current_thread() is threading.main_thread():
+            self._restore_sigint()
 
 
 def _final() -> Any:

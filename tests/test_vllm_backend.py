@@ -196,28 +196,34 @@ def _engine_processes(pid: int) -> list[int]:
         return []
 
 
-def test_ctrl_c_leaves_no_engine_process(write_task, hf_model_dir, tmp_path):
-    """``harness run --backend vllm`` in a process of its own, stopped with Ctrl-C once its
-    engine is up: it says how to resume, and no engine process remains. (A normal exit
+def test_ctrl_c_leaves_no_engine_process(write_task, emotion_rows, hf_model_dir, tmp_path):
+    """``harness run --backend vllm`` in a process group of its own, stopped with Ctrl-C
+    (to the whole group, as a terminal sends it) once its engine is up: it exits as an
+    interrupted run does, and no engine process remains. (A normal exit
     and an error close the engine on the same path: ``pipeline.run``'s ``finally``.)"""
     import psutil
 
-    task = write_task(decoding={"presets": ["greedy"], "max_new_tokens": 2})
+    many = [{"text": f"{row['text']} {i}", "label": row["label"]}
+            for i in range(40) for row in emotion_rows]
+    task = write_task(rows=many, decoding={"presets": ["beam", "greedy"], "max_new_tokens": 40})
     command = [sys.executable, "-m", "harness.cli", "run", str(task), "--backend", "vllm",
                "--model", str(hf_model_dir), "--out", str(tmp_path / "reports"), "--no-cache"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     spawned: set[int] = set()
-    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as proc:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        lines = []
+        for line in proc.stderr:  # the engine is up once the model is said to be ready
+            lines.append(line)
             spawned |= set(_engine_processes(proc.pid))
-            if len(spawned) >= 2:  # the engine core and its worker
+            if "ready in" in line:
                 break
-            time.sleep(0.5)
-        assert proc.poll() is None and len(spawned) >= 2, proc.stderr.read()
-        proc.send_signal(signal.SIGINT)
+        time.sleep(1)
+        assert proc.poll() is None and len(spawned) >= 2, "".join(lines)
+        os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
+    assert "harness: interrupted; finished outputs are kept in" in err
     time.sleep(2)
     assert not [p for p in spawned if psutil.pid_exists(p)
                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
