@@ -80,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--quick", action="store_true", help="greedy only, 8 items, 0/1 shots, 16 tokens")
     bench.add_argument("--json", action="store_true", help="also print the figures as JSON, last line")
+    bench.add_argument("--backend", default="hf", choices=["hf", "vllm", "both"],
+                       help="the engine(s) timed: transformers (default), vLLM, or both side by side")
+    bench.add_argument("--raw-vllm", action="store_true",
+                       help="also time vLLM's own LLM.generate on the same prompts (a second engine, after)")
+    _add_parallel(bench)
     bench.set_defaults(command=cmd_bench)
 
     _add_finetune(sub)
@@ -129,9 +134,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.quick:
         args.presets, args.shots, args.limit, args.tokens, args.sample = ["greedy"], [0, 1], 8, 16, 8
+    backends = ("hf", "vllm") if args.backend == "both" else (args.backend,)
+    if "vllm" in backends or args.raw_vllm:
+        from .vllm_backend import require
+
+        require()
     figures = run_bench(
         args.task, args.model, args.presets, args.shots, args.sample, args.tokens,
-        args.limit, args.device,
+        args.limit, args.device, backends=backends, raw_vllm=args.raw_vllm,
+        parallel=_parallel(args),
     )
     print(format_table(figures))
     if args.json:

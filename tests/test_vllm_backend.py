@@ -159,6 +159,23 @@ def test_harness_run_with_vllm_writes_the_report_and_records_the_engine(
     assert not vllm_tiny.engine.closed  # a backend passed in is left open
 
 
+def test_bench_times_both_backends_side_by_side(vllm_tiny, write_task, hf_model_dir):
+    from harness.bench import format_table, run_bench
+
+    figures = run_bench(str(write_task()), str(hf_model_dir), ["greedy", "beam", "top_p"], [0, 1],
+                        sample=4, max_new_tokens=4, device="cpu", backends=("hf", "vllm"),
+                        given={"vllm": vllm_tiny})
+    assert figures["backends"] == ["hf", "vllm"]
+    greedy, beam, top_p = figures["settings"]
+    assert greedy["vllm"]["greedy_identical"] == greedy["hf"]["greedy_identical"] == 4
+    assert greedy["backends_identical"] == [8, 8]  # every prompt, not only the loop's sample
+    for entry in (greedy, beam, top_p):
+        assert entry["vllm"]["tokens"] > 0 and entry["vllm"]["tokens_per_s"] > 0
+    assert set(figures["ready_s"]) == {"hf", "vllm"}
+    assert "vllm tok/s" in format_table(figures)
+    assert not vllm_tiny.engine.closed
+
+
 def test_a_setting_vllm_cannot_run_is_refused_before_a_model_loads(write_task, capsys):
     task = write_task(decoding={"configs": {"beam_sample": {"num_beams": 2, "do_sample": True}}})
     assert cli.main(["run", str(task), "--backend", "vllm", "--model", "no-such-model"]) == 2
