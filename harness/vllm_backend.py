@@ -421,10 +421,19 @@ class Engine:
         if llm is not None:
             with contextlib.suppress(Exception):
                 llm.shutdown()
+        with contextlib.suppress(Exception):  # the engine's own tasks end with the loop
+            asyncio.run_coroutine_threadsafe(_cancel_tasks(), self.loop).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
         if self._restore_sigint is not None and threading.current_thread() is threading.main_thread():
             self._restore_sigint()
+
+
+async def _cancel_tasks() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _final() -> Any:
