@@ -308,7 +308,7 @@ def format_table(figures: dict[str, Any]) -> str:
                             for b in backends) + f" of {figures['loop_sample']}"
             if "backends_identical" in s:
                 same += " ({}/{} {})".format(*s["backends_identical"], "between")
-        line += f"{same:>13}"
+        line += f"  {same:>11}"
         lines.append(line)
     lines.append(
         f"overall ratio ({backends[0]}) {figures['ratio_overall']}×; greedy identical to the "
