@@ -23,6 +23,7 @@ What a backend promises:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -104,6 +105,31 @@ def request_seed(seed: int | None, prompt: str) -> int | None:
         return None
     digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def finish(ids: list[int], logprobs: list[float], decode: Callable[[list[int]], str],
+           eos_ids: set[int], stop: tuple[str, ...]) -> Generation:
+    """One returned sequence as the harness reports it, whatever engine generated it.
+
+    ``ids``: the generated token ids (anything after an eos is ignored); ``logprobs``:
+    each one's log-probability under the model; ``decode``: token ids to text, special
+    tokens left out. The answer ends at the first eos (counted) or at the first stop
+    string (cut out of the text; tokens counted up to the one that completed it).
+    """
+    length, reason = len(ids), "length"
+    for position, token in enumerate(ids):
+        if token in eos_ids:
+            length, reason = position + 1, "eos"
+            break
+    raw = decode(ids[:length])
+    text, stopped = cut_at_stop(raw, stop)
+    if stopped:
+        # A row may run on past a stop string (beam search pads with eos; an engine may
+        # stop a token later), so the tokens are counted up to the one that completed it.
+        length = next(k for k in range(1, length + 1) if cut_at_stop(decode(ids[:k]), stop)[1])
+        reason = "stop"
+    mean = sum(logprobs[:length]) / length if length else None
+    return Generation(text, raw, length, mean, reason)
 
 
 def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import HarnessError
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--plain", action="store_true",
                      help="transformers' own generate, without the harness's speed-ups")
     _add_chat(run)
+    _add_parallel(run)
     run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
     run.add_argument(
         "--resume", nargs="?", type=Path, const=LATEST, metavar="RUN_DIR",
@@ -90,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--quick", action="store_true", help="greedy only, 8 items, 0/1 shots, 16 tokens")
     bench.add_argument("--json", action="store_true", help="also print the figures as JSON, last line")
+    bench.add_argument("--backend", default="hf", choices=["hf", "vllm", "both"],
+                       help="the engine(s) timed: transformers (default), vLLM, or both side by side")
+    bench.add_argument("--raw-vllm", action="store_true",
+                       help="also time vLLM's own LLM.generate on the same prompts (a second engine, after)")
+    _add_parallel(bench)
     bench.set_defaults(command=cmd_bench)
 
     _add_finetune(sub)
@@ -111,6 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             model=args.model, chat=args.chat,
         ),
         backend=args.backend, device=args.device, fast=not args.plain, out=args.out,
+        parallel=_parallel(args),
         resume=pipeline.LATEST if args.resume == LATEST else args.resume,
         cache=not args.no_cache,
     )
@@ -138,14 +145,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.quick:
         args.presets, args.shots, args.limit, args.tokens, args.sample = ["greedy"], [0, 1], 8, 16, 8
+    backends = ("hf", "vllm") if args.backend == "both" else (args.backend,)
+    if "vllm" in backends or args.raw_vllm:
+        from .vllm_backend import require
+
+        require()
     figures = run_bench(
         args.task, args.model, args.presets, args.shots, args.sample, args.tokens,
-        args.limit, args.device,
+        args.limit, args.device, backends=backends, raw_vllm=args.raw_vllm,
+        parallel=_parallel(args),
     )
     print(format_table(figures))
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     return 0
+
+
+def _add_parallel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                        help="vLLM: split the model over N GPUs")
+    parser.add_argument("--data-parallel", type=int, default=1, metavar="N",
+                        help="vLLM: N copies of the model, sharing the requests")
+    parser.add_argument("--ray", action="store_true",
+                        help="vLLM: run on the Ray cluster this machine belongs to (several machines)")
+
+
+def _parallel(args: argparse.Namespace) -> Any:
+    from .engines import Parallel
+
+    return Parallel(args.tensor_parallel, args.data_parallel, args.ray)
 
 
 def _add_finetune(sub: argparse._SubParsersAction) -> None:

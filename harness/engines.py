@@ -5,11 +5,23 @@ Kept apart from the contract (``backend``) so that the contract imports no engin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .backend import Backend, Options
     from .decoding import Setting
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How the engine spreads over devices and machines (vLLM's own options; the
+    transformers backend runs on one device)."""
+
+    tensor: int = 1  # GPUs each copy of the model is split over
+    data: int = 1  # copies of the model, each serving part of the requests
+    ray: bool = False  # workers on a running Ray cluster (more than one machine)
+
 
 # The backends a user can ask for with --backend; "auto" picks one (see ``choose``).
 NAMES = ("auto", "hf", "vllm")
@@ -17,7 +29,8 @@ NAMES = ("auto", "hf", "vllm")
 
 def choose(requested: str, device: str = "auto") -> str:
     """The backend ``--backend`` asks for: "auto" is vLLM where CUDA is present and vLLM
-    is installed, else transformers."""
+    is installed, else transformers (on the project's 2-core CPU the transformers backend
+    measured faster than vLLM's CPU build: 159 against 126 tokens/s greedy)."""
     import importlib.util
 
     from .errors import HarnessError
@@ -37,7 +50,9 @@ def check(name: str, settings: list[Setting], options: Options) -> None:
     """Refuse, before any model loads, a setting the backend cannot run (one line that
     names the setting and the backend)."""
     if name == "vllm":
-        from .vllm_backend import refusal
+        from .vllm_backend import refusal, require
+
+        require()
     else:
         return  # transformers runs every setting decoding.py accepts
     from .errors import HarnessError
@@ -48,12 +63,18 @@ def check(name: str, settings: list[Setting], options: Options) -> None:
             raise HarnessError(f"decoding setting {setting.name!r}: {reason} with --backend {name}")
 
 
-def open_backend(name: str, model: str, device: str = "auto", fast: bool = True) -> Backend:
-    """Load ``model`` into the backend ``name`` ("hf" or "vllm")."""
+def open_backend(name: str, model: str, device: str = "auto", fast: bool = True,
+                 parallel: Parallel | None = None) -> Backend:
+    """Load ``model`` into the backend ``name`` ("hf" or "vllm"); ``parallel`` (tensor and
+    data parallel, Ray) is vLLM's alone."""
     if name == "vllm":
         from .vllm_backend import VLLMBackend
 
-        return VLLMBackend.open(model, device)
+        return VLLMBackend.open(model, device, parallel)
+    if parallel is not None and (parallel.tensor > 1 or parallel.data > 1 or parallel.ray):
+        from .errors import HarnessError
+
+        raise HarnessError("--tensor-parallel, --data-parallel and --ray need --backend vllm")
     from .generate import HFBackend
     from .models import load_model
 

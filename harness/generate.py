@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from . import blocking, conditions, prefill
-from .backend import Generation, LabelScore, Options, cut_at_stop
+from .backend import Generation, LabelScore, Options, finish
 from .decoding import Setting
 from .errors import HarnessError
 from .models import LoadedModel, prompt_ids
@@ -189,7 +189,7 @@ class HFBackend:
         if matchers:
             extra["stopping_criteria"] = StoppingCriteriaList(matchers)
         if cache is not None:
-            extra["cache"] = cache
+            extra[prefill.cache_arg(self.model)] = cache
         if repeat > 1:
             inputs = {k: v.repeat_interleave(repeat, dim=0) for k, v in inputs.items()}
         banned = self._bad_words_ids(options.bad_words) if options.bad_words else []
@@ -224,24 +224,7 @@ class HFBackend:
         return contextlib.nullcontext()
 
     def _one(self, ids: Any, logprobs: Any, options: Options) -> Generation:
-        ids_list = ids.tolist()
-        length, reason = len(ids_list), "length"
-        for position, token in enumerate(ids_list):
-            if token in self.eos_ids:
-                length, reason = position + 1, "eos"
-                break
-        raw = self._decode(ids_list[:length])
-        text, stopped = cut_at_stop(raw, options.stop)
-        if stopped:
-            # Rows that stopped early are padded (beam search pads with eos), so the
-            # tokens are counted up to the one that completed the stop string.
-            length = next(
-                k for k in range(1, length + 1)
-                if cut_at_stop(self._decode(ids_list[:k]), options.stop)[1]
-            )
-            reason = "stop"
-        mean = float(logprobs[:length].mean()) if length else None
-        return Generation(text, raw, length, mean, reason)
+        return finish(ids.tolist(), logprobs.tolist(), self._decode, self.eos_ids, options.stop)
 
     def _stop_strings(self, stop: tuple[str, ...]) -> list[Any]:
         """transformers' matchers that end generation at a stop string, built once each.

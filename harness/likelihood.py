@@ -27,7 +27,7 @@ from typing import Any
 
 from .backend import LabelScore
 from .models import prompt_ids
-from .prefill import repeat_rows
+from .prefill import cache_arg, cache_of, repeat_rows
 
 DELIMITER = " "
 _WHOLE_ROWS = 8  # rows a pass when each prompt + label is read whole
@@ -116,7 +116,7 @@ def _score(model: Any, pad: int, contexts: list[list[int]],
         longest = max(len(cont) for cont in flat)
         later = None
         if longest > 1:  # the other label tokens, on the prompts' repeated cache
-            cache, name = _cache_of(model, out)
+            cache = cache_of(out)
             repeat_rows(cache, n_labels)
             tail = torch.full((len(flat), longest - 1), pad, dtype=torch.long)
             tail_mask = torch.zeros_like(tail)
@@ -129,7 +129,7 @@ def _score(model: Any, pad: int, contexts: list[list[int]],
             logits = model(
                 input_ids=tail, attention_mask=torch.cat(
                     [mask.repeat_interleave(n_labels, dim=0), tail_mask], dim=1),
-                position_ids=positions, use_cache=True, **{name: cache},
+                position_ids=positions, use_cache=True, **{cache_arg(model): cache},
             ).logits.float()
             targets = torch.full((len(flat), longest - 1), 0, dtype=torch.long)
             for r, cont in enumerate(flat):
@@ -180,12 +180,3 @@ def _score_whole(model: Any, pad: int, contexts: list[list[int]],
     n = len(continuations[0])
     return [sums[b * n : (b + 1) * n] for b in range(len(contexts))]
 
-
-def _cache_of(model: Any, out: Any) -> tuple[Any, str]:
-    """The key-value cache a forward pass returned, and the argument that takes it back
-    (``cache`` in recent transformers, ``past_key_values`` before)."""
-    import inspect
-
-    if "cache" in inspect.signature(model.forward).parameters:
-        return out.cache, "cache"
-    return out.past_key_values, "past_key_values"

@@ -24,6 +24,7 @@ from .backend import Backend, Options
 from .cache import ResultCache, open_cache
 from .cache import scope as cache_scope
 from .decoding import Setting, expand
+from .engines import Parallel
 from .errors import HarnessError
 from .prompts import Prompt, build_prompts
 from .records import LIKELIHOOD
@@ -353,6 +354,7 @@ class RunConfig:
     backend: str = "auto"  # auto, hf or vllm
     device: str = "auto"
     fast: bool = True  # the transformers backend's speed-ups (False: plain transformers)
+    parallel: Parallel = field(default_factory=Parallel)  # vLLM: tensor/data parallel, Ray
     out: Path = Path("reports")
     resume: Path | None = None  # a run folder, or LATEST
     cache: bool = True
@@ -411,7 +413,8 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
         if cache is not None:
             stack.callback(cache.close)
         if backend is None:
-            backend = engines.open_backend(engine, plan.model, config.device, fast=config.fast)
+            backend = engines.open_backend(engine, plan.model, config.device, fast=config.fast,
+                                           parallel=config.parallel)
             stack.callback(backend.close)
         info = backend.describe()
         say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "

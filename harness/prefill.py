@@ -157,7 +157,7 @@ def _read_prefix(model: Any, batch: Batch) -> Any | None:
         return None
     with torch.inference_mode():
         prefix = batch.input_ids[:1, : batch.shared]
-        return model.base_model(input_ids=prefix, use_cache=True).cache
+        return cache_of(model.base_model(input_ids=prefix, use_cache=True))
 def _read(model: Any, batch: Batch, prefix: Any | None) -> Any | None:
     """The cache of every token of the batch but the last column (None if no token).
 
@@ -174,14 +174,27 @@ def _read(model: Any, batch: Batch, prefix: Any | None) -> Any | None:
         repeat_rows(cache, rows)
     if length - 1 > batch.shared:
         with torch.inference_mode():
-            cache = model.base_model(
+            cache = cache_of(model.base_model(
                 input_ids=ids[:, batch.shared : length - 1],
                 attention_mask=mask[:, : length - 1],
                 position_ids=positions(mask[:, : length - 1])[:, batch.shared :],
-                cache=cache,
                 use_cache=True,
-            ).cache
+                **{cache_arg(model): cache},
+            ))
     return cache
+
+
+def cache_arg(model: Any) -> str:
+    """The keyword that hands a KV cache to ``model`` and its ``generate``: ``cache`` in
+    recent transformers, ``past_key_values`` before (5.19, which vLLM's CPU build pins)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def cache_of(output: Any) -> Any:
+    """The KV cache a forward pass returned, under either name (see ``cache_arg``)."""
+    return output.cache if hasattr(output, "cache") else output.past_key_values
 
 
 def layer_kind(layer: Any) -> str | None:

