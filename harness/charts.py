@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .metrics import BY_NAME
+from . import metrics
 
 Row = dict[str, Any]
 
@@ -40,7 +40,8 @@ _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 def label(metric: str) -> str:
     """A metric's axis label, from the registry."""
-    return BY_NAME[metric].label if metric in BY_NAME else metric
+    found = metrics.find(metric)
+    return found.label if found else metric
 
 
 def color(index: int) -> str:
@@ -48,12 +49,17 @@ def color(index: int) -> str:
 
 
 def _errors(rows: list[Row], metric: str) -> list[list[float]] | None:
-    """Asymmetric error bars (below, above) from the rows' 95% interval columns."""
+    """Asymmetric error bars (below, above) from the rows' 95% interval columns; none
+    where a row has no interval, and None when no row has one."""
     low, high = f"{metric}_low", f"{metric}_high"
-    if not all(row.get(low) is not None and row.get(high) is not None for row in rows):
+    known = [row.get(low) is not None and row.get(high) is not None and row.get(metric)
+             is not None for row in rows]
+    if not any(known):
         return None
-    return [[max(0.0, row[metric] - row[low]) for row in rows],
-            [max(0.0, row[high] - row[metric]) for row in rows]]
+    return [[max(0.0, row[metric] - row[low]) if ok else 0.0
+             for row, ok in zip(rows, known, strict=True)],
+            [max(0.0, row[high] - row[metric]) if ok else 0.0
+             for row, ok in zip(rows, known, strict=True)]]
 
 
 def metric_by_shots(summary: list[Row], metric: str,
@@ -117,7 +123,7 @@ def bars_by_setting(summary: list[Row], names: list[str]) -> str | None:
             ax.set_xticks(range(len(settings)), settings, rotation=30 if len(settings) > 3 else 0,
                           ha="right" if len(settings) > 3 else "center")
             ax.set_ylim(0, 1.05)
-            better = BY_NAME[metric].higher if metric in BY_NAME else None
+            better = found.higher if (found := metrics.find(metric)) else None
             hint = {True: " (higher is better)", False: " (lower is better)"}.get(better, "")
             ax.set_title(label(metric) + hint, loc="left")
             ax.grid(axis="x", visible=False)

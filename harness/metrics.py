@@ -18,8 +18,14 @@ import numpy as np
 
 from . import corpus
 from .textscores import (  # noqa: F401 (the scorers, importable from here as before)
-    char_f1, contains_answer, distinct_n, exact_match, first_label, normalize,
-    repeated_ngram_rate, repeated_ngram_rate_ids,
+    char_f1,
+    contains_answer,
+    distinct_n,
+    exact_match,
+    first_label,
+    normalize,
+    repeated_ngram_rate,
+    repeated_ngram_rate_ids,
 )
 
 KINDS = ("classification", "qa", "translation", "generation")
@@ -79,7 +85,10 @@ class Metric:
         """One row of additive statistics per record (not for distinct n-grams)."""
         if self.stats is not None:
             return self.stats(records, scope)
-        values = [r.get(self.column) for r in records]
+        values = [r[self.column] if self.column in r or self.sample is None else
+                  self.sample(Output(r["output"], r.get("references") or [],
+                                     list(scope.labels) or None, r.get("predicted")))
+                  for r in records]  # a record scored before this metric existed
         return np.array([[v, 1.0] if v is not None else [0.0, 0.0] for v in values],
                         dtype=float).reshape(len(values), 2)
 
@@ -186,7 +195,6 @@ METRICS: tuple[Metric, ...] = (
     Metric("n", "outputs", "outputs", higher=None, stats=_count(lambda r: True), score=_sum,
            count=True),
 )
-BY_NAME = {m.name: m for m in METRICS}
 
 # The metric a kind's summary and charts lead with when the task chooses none: the first
 # of these that the run has.
@@ -195,13 +203,31 @@ MAIN = {"classification": ["accuracy"], "qa": ["f1"], "translation": ["chrf"],
 # The per-output field that marks an answer right (1) or wrong (0) on the page.
 RIGHT_OR_WRONG = {"classification": "correct", "qa": "exact_match"}
 
-# The fields ``score_sample`` writes into a record (any kind).
-SAMPLE_FIELDS = ("predicted", "correct",
-                 *dict.fromkeys(m.column for m in METRICS if m.sample and m.column != "correct"))
+# Everything below reads METRICS when called, never a copy made at import: an entry added
+# to METRICS is at once scored, summarised, validated, charted and in the schema.
+
+
+def sample_fields() -> tuple[str, ...]:
+    """The fields ``score_sample`` writes into a record (any kind)."""
+    per_output = (m.column for m in METRICS if m.sample and m.column != "correct")
+    return ("predicted", "correct", *dict.fromkeys(per_output))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SAMPLE_FIELDS":  # metrics.SAMPLE_FIELDS, as records.py and runs.py read it
+        return sample_fields()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def find(name: str) -> Metric | None:
+    return next((m for m in METRICS if m.name == name), None)
 
 
 def get(name: str) -> Metric:
-    return BY_NAME[name]
+    found = find(name)
+    if found is None:
+        raise KeyError(name)
+    return found
 
 
 def for_kind(kind: str, references: bool = True) -> list[Metric]:

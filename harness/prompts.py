@@ -131,12 +131,14 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
 def draw_examples(task: LoadedTask, index: int, item: Item, pool: list[Item]) -> list[int]:
     """The order in which the pool's rows serve as examples for one item.
 
-    Seeded by the task name and the item's index, so a run is repeatable; a k-shot prompt
-    takes the first k, so the 3-shot prompt extends the 1-shot one. Rows equal to the item
-    itself are never used.
+    ``fewshot_order: per_item`` shuffles the pool for each item, seeded by the task name
+    and the item's index, so a run is repeatable; ``first`` keeps the pool's own order, so
+    every item gets the same first rows. A k-shot prompt takes the first k, so the 3-shot
+    prompt extends the 1-shot one. Rows equal to the item itself are never used.
     """
     candidates = [j for j, row in enumerate(pool) if row != item]
-    random.Random(f"{task.spec.name}:{index}").shuffle(candidates)
+    if task.spec.fewshot_order == "per_item":
+        random.Random(f"{task.spec.name}:{index}").shuffle(candidates)
     return candidates
 
 

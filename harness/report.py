@@ -21,17 +21,18 @@ from markupsafe import Markup
 
 from . import charts, labels, metrics, stats, tables
 from .records import Record
-from .summary import Summary, columns, summarize  # noqa: F401 (report.summarize: the rows
-# that summary.csv, the page, the command line and the API share)
+# report.summarize: the summary rows that summary.csv, the page and the API share
+from .summary import Summary, summarize  # noqa: F401
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# results.csv: what was asked and answered, each output's scores (the registry's
-# per-output fields), then how it ended and the text it came from.
-CSV_COLUMNS = [
-    "task", "item", "shots", "setting", "seed", "sequence", "output", "reference",
-    "references", *metrics.SAMPLE_FIELDS, "n_tokens", "mean_logprob", "stop_reason",
-    "raw_output", "prompt",
-]
+
+
+def csv_columns() -> list[str]:
+    """results.csv: what was asked and answered, each output's scores (the registry's
+    per-output fields), then how it ended and the text it came from."""
+    return ["task", "item", "shots", "setting", "seed", "sequence", "output", "reference",
+            "references", *metrics.sample_fields(), "n_tokens", "mean_logprob",
+            "stop_reason", "raw_output", "prompt"]
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("harness", "templates"),
@@ -56,15 +57,16 @@ def render_template(name: str, **context: Any) -> str:
 
 def write_csv(path: Path, records: list[Record]) -> None:
     """results.csv: one row per output, UTF-8 with a BOM so that Excel reads Hangul."""
+    columns = csv_columns()
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for record in records:
             row = dict(record)
             refs = record.get("references") or []
             row["reference"] = refs[0] if refs else ""
             row["references"] = " | ".join(refs)
-            writer.writerow({k: csv_cell(row.get(k)) for k in CSV_COLUMNS})
+            writer.writerow({k: csv_cell(row.get(k)) for k in columns})
 
 
 def write_summary_csv(path: Path, summary: Summary) -> None:
@@ -258,47 +260,59 @@ def _totals(records: list[Record]) -> dict[str, int]:
     }
 
 
+BASELINE_NOTE = " The dashed line is what always answering the commonest reference scores."
+CAPTIONS = {
+    "by_shots": "{metric} against shot count, one line per setting, with 95% intervals over "
+                "items: does showing examples help, and which decoding gains most from them?",
+    "macro_f1": "Macro-F1 (each label's F1, averaged) against shot count: unlike accuracy, "
+                "answering the commonest label every time scores low here.",
+    "answers": "The share of answers naming each label, per setting and shot count, under the "
+               "references' own distribution: a setting that gives one label for everything "
+               "shows as one colour.",
+    "bars": "How much each setting loops (repeated word 3-grams within an output; lower is "
+            "better) and how varied its outputs are (distinct word pairs over all outputs), "
+            "with 95% intervals.",
+    "trade_off": "The trade-off between likely and varied text: greedy and beam search sit "
+                 "high (likely) and often to the right (looping); sampling lower and to the "
+                 "left.",
+}
+
+
 def _charts(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str, Any]]:
     """The figures that fit the task's kind, with their captions; a chart that could only
     show zeros, or nothing, is left out."""
     rows = summary.rows
     main = summary.columns[0]
     made: list[tuple[str | None, str, str]] = []
-    line = None
-    if baseline is not None and main in ("accuracy", "macro_f1"):
-        value = baseline.accuracy if main == "accuracy" else baseline.macro_f1
-        line = (f"always “{baseline.label}”: {value:.3f}", value)
+    caption = CAPTIONS["by_shots"].format(metric=_capital(charts.label(main)))
+    line = _baseline_line(baseline, main)
     made.append((charts.metric_by_shots(rows, main, line), "",
-                 f"{_capital(charts.label(main))} against shot count, one line per setting, with 95% "
-                 "intervals over items: does showing examples help, and which decoding gains "
-                 "most from them?" + (" The dashed line is what always answering the "
-                                      "commonest reference label scores." if line else "")))
+                 caption + (BASELINE_NOTE if line else "")))
     if summary.kind == "classification":
         if main != "macro_f1" and "macro_f1" in summary.columns:
-            line = ((f"always “{baseline.label}”: {baseline.macro_f1:.3f}", baseline.macro_f1)
-                    if baseline is not None else None)
+            line = _baseline_line(baseline, "macro_f1")
             made.append((charts.metric_by_shots(rows, "macro_f1", line), "",
-                         "Macro-F1 (each label's F1, averaged) against shot count: unlike "
-                         "accuracy, answering the commonest label every time scores low here "
-                         "(dashed line)."))
-        made += _label_charts(summary)
+                         CAPTIONS["macro_f1"] + (BASELINE_NOTE if line else "")))
+        made.append((_answer_chart(summary), "tall", CAPTIONS["answers"]))
     else:
         varied = [m for m in ("repetition", "distinct_2")
                   if m in summary.columns and any(row.get(m) for row in rows)]
-        made.append((charts.bars_by_setting(rows, varied), "wide",
-                     "How much each setting loops (repeated word 3-grams within an output; "
-                     "lower is better) and how varied its outputs are (distinct word pairs "
-                     "over all outputs), with 95% intervals."))
+        made.append((charts.bars_by_setting(rows, varied), "wide", CAPTIONS["bars"]))
         if "repetition" in varied and "logprob" in summary.columns:
-            made.append((charts.likelihood_vs_repetition(rows), "",
-                         "The trade-off between likely and varied text: greedy and beam "
-                         "search sit high (likely) and often to the right (looping); "
-                         "sampling lower and to the left."))
+            made.append((charts.likelihood_vs_repetition(rows), "", CAPTIONS["trade_off"]))
     return [{"svg": Markup(svg), "css": css, "caption": caption}
             for svg, css, caption in made if svg]
 
 
-def _label_charts(summary: Summary) -> list[tuple[str | None, str, str]]:
+def _baseline_line(baseline: labels.Baseline | None, metric: str) -> tuple[str, float] | None:
+    """The majority baseline of accuracy or macro-F1, as a labelled line."""
+    if baseline is None or metric not in ("accuracy", "macro_f1"):
+        return None
+    value = baseline.accuracy if metric == "accuracy" else baseline.macro_f1
+    return f"always “{baseline.label}”: {value:.3f}", value
+
+
+def _answer_chart(summary: Summary) -> str | None:
     """Classification: what each setting answers, beside the references."""
     answers = [*summary.scope.labels, labels.NO_LABEL]
     matrices = {key: labels.confusion(summary, key) for key in summary.cells}
@@ -306,10 +320,7 @@ def _label_charts(summary: Summary) -> list[tuple[str | None, str, str]]:
     references = [[*first.sum(axis=1), 0]]  # the outputs of one cell, by reference
     answered = [[*matrix.sum(axis=0)] for matrix in matrices.values()]
     groups = ["references", *(f"{s} · {k}-shot" for s, k in matrices)]
-    return [(charts.answer_distribution(groups, references + answered, answers), "tall",
-             "The share of answers naming each label, per setting and shot count, under the "
-             "references' own distribution: a setting that gives one label for everything "
-             "shows as one colour.")]
+    return charts.answer_distribution(groups, references + answered, answers)
 
 
 def _capital(text: str) -> str:

@@ -25,7 +25,7 @@ def fmt(value: Any, column: str = "") -> str:
     """A number as the report and the command line show it (digits from the registry)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    metric = metrics.BY_NAME.get(column)
+    metric = metrics.find(column)
     if metric is not None and metric.count:
         return str(int(value))
     if isinstance(value, float):
@@ -37,7 +37,7 @@ def fmt_interval(low: float | None, high: float | None, column: str = "") -> str
     """[low, high] with one digit fewer than the value (0.275 [0.15, 0.43])."""
     if low is None or high is None:
         return ""
-    metric = metrics.BY_NAME.get(column)
+    metric = metrics.find(column)
     digits = max(1, (metric.digits if metric else 3) - 1)
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
