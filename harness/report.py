@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from . import charts, labels, metrics, stats, tables
 from .records import Record
+
 # report.summarize: the summary rows that summary.csv, the page and the API share
 from .summary import Summary, summarize  # noqa: F401
 

@@ -24,7 +24,7 @@ from .metrics import Metric, Record, Scope
 from .stats import Difference, Items
 
 Key = tuple[str, int]  # (setting, shots)
-MARKS = ("best", "tied", "worse")  # best value; not significantly worse; significantly worse
+Estimate = tuple[float | None, float | None, float | None]  # value, 95% interval
 
 
 def columns(kind: str, chosen: Sequence[str] | None, references: bool = True) -> list[str]:
@@ -93,12 +93,17 @@ class Summary:
         self.metrics = [metrics.get(name) for name in self.columns]
         self.settings = list(dict.fromkeys(s for s, _ in self.cells))
         self.shots = sorted({k for _, k in self.cells})
+        self._estimates: dict[tuple[Key, str], Estimate] = {}
 
     # ------------------------------------------------------------ one cell
 
-    def estimate(self, key: Key, metric: Metric) -> tuple[float | None, float | None,
-                                                          float | None]:
+    def estimate(self, key: Key, metric: Metric) -> Estimate:
         """The metric's value over a cell and its 95% interval (none for counts)."""
+        if (key, metric.name) not in self._estimates:
+            self._estimates[(key, metric.name)] = self._estimate(key, metric)
+        return self._estimates[(key, metric.name)]
+
+    def _estimate(self, key: Key, metric: Metric) -> Estimate:
         part = self.cells[key].part(metric, self.scope)
         if isinstance(part, Grams):
             value = part.value()
@@ -128,7 +133,8 @@ class Summary:
                 best = self._best(keys, metric)
                 if best is None:
                     continue
-                others = [key for key in keys if key != best]
+                others = [key for key in keys
+                          if key != best and self.estimate(key, metric)[0] is not None]
                 found[(metric.name, k)] = self._family(metric, others, best)
         return found
 
@@ -176,10 +182,11 @@ class Summary:
         """best / tied / worse for a cell among the settings at its shot count, with the
         Holm-adjusted p-value against the best."""
         family = self.settings_compared.get((metric.name, key[1]))
-        if family is None:
+        value = self.estimate(key, metric)[0]
+        if not family or value is None:
             return None, None
-        best_value = self.estimate(family[0].against, metric)[0]
-        if key == family[0].against or self.estimate(key, metric)[0] == best_value:
+        best = family[0].against
+        if key == best or value == self.estimate(best, metric)[0]:
             return "best", None
         found = next(c for c in family if c.key == key)
         return ("worse" if found.worse else "tied"), found.p_holm

@@ -58,6 +58,11 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_is(p: float) -> str:
+    """p = 0.012, or p < 0.001"""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
 # ---------------------------------------------------------------- the summary table
 
 
@@ -103,10 +108,10 @@ def groups(summary: Summary) -> list[dict[str, Any]]:
 
 
 def describe(found: Comparison) -> str:
-    """-0.250 [-0.40, -0.10], p 0.003 (McNemar, Holm 0.009)"""
+    """-0.250 [-0.40, -0.10], p = 0.003 (McNemar; Holm: p = 0.009)"""
     d = found.difference
     return (f"{fmt_signed(d.diff, found.metric)} {fmt_interval(d.low, d.high, found.metric)}, "
-            f"p {fmt_p(d.p)} ({d.test}, Holm {fmt_p(found.p_holm)})").replace(" ,", ",")
+            f"{p_is(d.p)} ({d.test}; Holm: {p_is(found.p_holm)})").replace(" ,", ",")
 
 
 def verdict(found: Comparison) -> str:

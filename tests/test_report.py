@@ -381,7 +381,7 @@ def test_a_translation_report_shows_intervals_error_bars_and_marks() -> None:
     assert beam[2] == ("num worse", "0.0", "[0.0, 0.0]")
     title = re.search(r'<td class="num worse"[^>]*title="([^"]*)"', page).group(1)
     assert "significantly worse than the best at this shot count (greedy): -100.0" in title
-    assert "p &lt;0.001 (randomization, Holm &lt;0.001)" in title
+    assert "p &lt; 0.001 (randomization; Holm: p &lt; 0.001)" in title
     table = page.split('data-metric="chrf"')[1].split("</table>")[0]
     assert "<td>beam</td><td>greedy</td>" in table and ">worse<" in table
     chart = page.split('id="charts"')[1]
@@ -397,8 +397,8 @@ def test_the_terminal_summary_names_what_is_significantly_worse() -> None:
     assert lines[1].startswith("greedy") and "100.0 [100.0, 100.0] *" in lines[1]
     assert "0.0 [0.0, 0.0] v" in lines[2]
     assert lines[-1] == ("0-shot chrf: best greedy 100.0 [100.0, 100.0]; significantly worse: "
-                         "beam 0.0 (-100.0 [-100.0, -100.0], p <0.001 (randomization, Holm "
-                         "<0.001))")
+                         "beam 0.0 (-100.0 [-100.0, -100.0], p < 0.001 (randomization; Holm: "
+                         "p < 0.001))")
 
 
 def test_generation_without_loops_draws_no_chart_of_zeros() -> None:
