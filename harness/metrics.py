@@ -57,6 +57,10 @@ Score = Callable[[np.ndarray, Scope], np.ndarray]  # summed rows (..., d) -> val
 
 @dataclass(frozen=True)
 class Metric:
+    """One metric. Without ``stats`` and ``score`` (or ``distinct``) it is the mean of its
+    per-output field over a setting's outputs; ``sample`` computes that field when a
+    record is scored (fields such as length come with the record)."""
+
     name: str
     help: str  # what the number is: the summary heading's tooltip, `harness list`
     label: str  # chart axis label
@@ -85,10 +89,11 @@ class Metric:
         """One row of additive statistics per record (not for distinct n-grams)."""
         if self.stats is not None:
             return self.stats(records, scope)
+        # a record scored before this metric existed is scored here
         values = [r[self.column] if self.column in r or self.sample is None else
                   self.sample(Output(r["output"], r.get("references") or [],
                                      list(scope.labels) or None, r.get("predicted")))
-                  for r in records]  # a record scored before this metric existed
+                  for r in records]
         return np.array([[v, 1.0] if v is not None else [0.0, 0.0] for v in values],
                         dtype=float).reshape(len(values), 2)
 
@@ -170,11 +175,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("chrf", "corpus chrF against the first reference, 0-100 (sacrebleu)", "chrF",
            kinds=("translation", "generation"), stats=_sacrebleu(corpus.chrf_stats),
            score=lambda s, scope: corpus.chrf_score(s), needs_reference=True, digits=1),
-    Metric("distinct_1", "distinct words / words, over all outputs (interval: jackknife "
-           "over items)", "distinct-1", kinds=("translation", "generation"), distinct=1),
-    Metric("distinct_2", "distinct word pairs / word pairs, over all outputs (interval: "
-           "jackknife over items)", "distinct-2", kinds=("translation", "generation"),
-           distinct=2),
+    Metric("distinct_1", "distinct words / words, over all outputs; it falls as outputs "
+           "grow, so compare settings that return as many (interval: jackknife over items)",
+           "distinct-1", kinds=("translation", "generation"), distinct=1),
+    Metric("distinct_2", "distinct word pairs / word pairs, over all outputs; it falls as "
+           "outputs grow, so compare settings that return as many (interval: jackknife over "
+           "items)", "distinct-2", kinds=("translation", "generation"), distinct=2),
     Metric("repetition", "mean share of an output's word 3-grams that repeat an earlier one",
            "repeated 3-gram rate", kinds=GENERATED, higher=False,
            sample=lambda o: repeated_ngram_rate(o.text, 3)),

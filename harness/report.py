@@ -263,8 +263,8 @@ def _totals(records: list[Record]) -> dict[str, int]:
 
 BASELINE_NOTE = " The dashed line is what always answering the commonest reference scores."
 CAPTIONS = {
-    "by_shots": "{metric} against shot count, one line per setting, with 95% intervals over "
-                "items: does showing examples help, and which decoding gains most from them?",
+    "by_shots": "Each setting's {metric} against shot count, with 95% intervals over items: "
+                "does showing examples help, and which decoding gains most from them?",
     "macro_f1": "Macro-F1 (each label's F1, averaged) against shot count: unlike accuracy, "
                 "answering the commonest label every time scores low here.",
     "answers": "The share of answers naming each label, per setting and shot count, under the "
@@ -285,7 +285,7 @@ def _charts(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str
     rows = summary.rows
     main = summary.columns[0]
     made: list[tuple[str | None, str, str]] = []
-    caption = CAPTIONS["by_shots"].format(metric=_capital(charts.label(main)))
+    caption = CAPTIONS["by_shots"].format(metric=charts.label(main))
     line = _baseline_line(baseline, main)
     made.append((charts.metric_by_shots(rows, main, line), "",
                  caption + (BASELINE_NOTE if line else "")))
@@ -322,10 +322,6 @@ def _answer_chart(summary: Summary) -> str | None:
     answered = [[*matrix.sum(axis=0)] for matrix in matrices.values()]
     groups = ["references", *(f"{s} · {k}-shot" for s, k in matrices)]
     return charts.answer_distribution(groups, references + answered, answers)
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 fmt = tables.fmt  # the name the page template and the command line use
