@@ -29,6 +29,12 @@ class Baseline:
     of: int  # items in all
     accuracy: float
     macro_f1: float
+    ties: int = 1  # labels as frequent as it (any of them scores the same)
+
+    @property
+    def name(self) -> str:
+        """How the page names the baseline: the label, or "one label" in a tie."""
+        return f"“{self.label}”" if self.ties == 1 else "any one label"
 
 
 def references(records: list[Record]) -> dict[int, str]:
@@ -50,8 +56,9 @@ def baseline(records: list[Record], labels: tuple[str, ...]) -> Baseline | None:
     counted = Counter(golds)
     majority = max(labels, key=lambda label: counted[label])  # max keeps the first of a tie
     sums = corpus.confusion_stats(golds, [majority] * len(golds), labels).sum(axis=0)
+    ties = sum(1 for label in labels if counted[label] == counted[majority])
     return Baseline(majority, counted[majority], len(golds), counted[majority] / len(golds),
-                    float(corpus.macro_f1(sums, len(labels))))
+                    float(corpus.macro_f1(sums, len(labels))), ties)
 
 
 def confusion(summary: Summary, key: Key) -> np.ndarray:

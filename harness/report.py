@@ -310,7 +310,7 @@ def _baseline_line(baseline: labels.Baseline | None, metric: str) -> tuple[str, 
     if baseline is None or metric not in ("accuracy", "macro_f1"):
         return None
     value = baseline.accuracy if metric == "accuracy" else baseline.macro_f1
-    return f"always “{baseline.label}”: {value:.3f}", value
+    return f"always {baseline.name}: {value:.3f}", value
 
 
 def _answer_chart(summary: Summary) -> str | None:

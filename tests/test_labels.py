@@ -79,6 +79,11 @@ def test_the_majority_baseline_by_hand() -> None:
     assert found.accuracy == 0.5
     assert found.macro_f1 == pytest.approx((6 / 9) / 3)
     assert labels.distribution(records(), tuple(LABELS)) == {"기쁨": 3, "슬픔": 2, "분노": 1}
+    assert (found.ties, found.name) == (1, "“기쁨”")
+    # two labels as common: either scores the same, and the page says so
+    even = [r for r in records() if r["item"] != 0]  # 기쁨 2, 슬픔 2, 분노 1
+    tie = labels.baseline(even, tuple(LABELS))
+    assert (tie.label, tie.ties, tie.name, tie.accuracy) == ("기쁨", 2, "any one label", 0.4)
 
 
 def test_labels_csv_and_the_page_carry_the_label_scores(tmp_path) -> None:
