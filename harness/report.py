@@ -261,6 +261,7 @@ def _totals(records: list[Record]) -> dict[str, int]:
     }
 
 
+VISIBLE = 0.01  # the smallest rate worth a panel of bars from 0 to 1
 BASELINE_NOTE = " The dashed line is what always answering the commonest reference scores."
 CAPTIONS = {
     "by_shots": "Each setting's {metric} against shot count, with 95% intervals over items: "
@@ -270,9 +271,10 @@ CAPTIONS = {
     "answers": "The share of answers naming each label, per setting and shot count, under the "
                "references' own distribution: a setting that gives one label for everything "
                "shows as one colour.",
-    "bars": "How much each setting loops (repeated word 3-grams within an output; lower is "
-            "better) and how varied its outputs are (distinct word pairs over all outputs), "
-            "with 95% intervals.",
+    "repetition": "How much each setting loops (repeated word 3-grams within an output; "
+                  "lower is better), with 95% intervals.",
+    "distinct_2": "How varied each setting's outputs are (distinct word pairs over all "
+                  "outputs), with 95% intervals.",
     "trade_off": "The trade-off between likely and varied text: greedy and beam search sit "
                  "high (likely) and often to the right (looping); sampling lower and to the "
                  "left.",
@@ -296,9 +298,11 @@ def _charts(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str
                          CAPTIONS["macro_f1"] + (BASELINE_NOTE if line else "")))
         made.append((_answer_chart(summary), "tall", CAPTIONS["answers"]))
     else:
+        # a rate under VISIBLE in every cell would draw an empty panel
         varied = [m for m in ("repetition", "distinct_2")
-                  if m in summary.columns and any(row.get(m) for row in rows)]
-        made.append((charts.bars_by_setting(rows, varied), "wide", CAPTIONS["bars"]))
+                  if m in summary.columns and any((row.get(m) or 0) >= VISIBLE for row in rows)]
+        made.append((charts.bars_by_setting(rows, varied), "wide" if len(varied) > 1 else "",
+                     " ".join(CAPTIONS[m] for m in varied)))
         if "repetition" in varied and "logprob" in summary.columns:
             made.append((charts.likelihood_vs_repetition(rows), "", CAPTIONS["trade_off"]))
     return [{"svg": Markup(svg), "css": css, "caption": caption}

@@ -401,6 +401,16 @@ def test_the_terminal_summary_names_what_is_significantly_worse() -> None:
                          "p < 0.001))")
 
 
+def test_translation_with_hardly_any_loops_draws_no_repetition_chart() -> None:
+    records = translation_records()
+    records[0] = {**records[0], "repetition": 0.004}  # one repeated 3-gram in 250
+    page = render_html(TRANSLATION, records)
+    assert "likely vs varied" not in page and "repeated 3-gram rate (lower" not in page
+    records[0] = {**records[0], "repetition": 0.25}
+    page = render_html(TRANSLATION, records)
+    assert "likely vs varied" in page and ">repeated 3-gram rate (lower is better)<" in page
+
+
 def test_generation_without_loops_draws_no_chart_of_zeros() -> None:
     run = {**RUN, "task": {"name": "gen", "kind": "generation", "metrics": None}}
     records = [{**record(s, 0, i, f"대답 {i} 입니다"), "references": []} for s in ("greedy", "top_p")
