@@ -94,8 +94,11 @@ def format_preview(pv: Preview) -> str:
         )
         if prompt.examples:
             numbers = ", ".join(str(j + 1) for j in prompt.examples)
+            order = ("the pool's first rows, the same for every item (fewshot_order: first)"
+                     if spec.fewshot_order == "first" else
+                     "this item's own seeded order (fewshot_order: per_item)")
             lines.append(f"examples from {source}: item{'s' * (len(prompt.examples) > 1)} "
-                         f"{numbers}")
+                         f"{numbers}; {order}")
         if pv.roles is not None:
             roles = pv.roles[pv.prompts.index(prompt)]
             lines.append(f"chat: {pv.chat}, through {pv.model}'s chat template; turns: "

@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+from . import metrics
+
 Row = dict[str, Any]
 
 _STYLE = {
@@ -36,68 +38,99 @@ _PALETTE = ["#0969da", "#cf222e", "#1a7f37", "#9a6700", "#8250df", "#bf3989", "#
             "#6e7781", "#fb8500", "#2da44e"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
-# Axis labels of the metrics the charts draw.
-LABELS = {
-    "accuracy": "accuracy", "f1": "character F1", "exact_match": "exact match",
-    "contains": "answer contained", "chrf": "chrF", "bleu": "BLEU", "distinct_1": "distinct-1",
-    "distinct_2": "distinct-2", "repetition": "repeated 3-gram rate", "logprob": "mean log-prob",
-}
+
+def label(metric: str) -> str:
+    """A metric's axis label, from the registry."""
+    found = metrics.find(metric)
+    return found.label if found else metric
 
 
 def color(index: int) -> str:
     return _PALETTE[index % len(_PALETTE)]
 
 
-def metric_by_shots(summary: list[Row], metric: str) -> str | None:
-    """The main metric against shot count, one line per setting."""
-    points = _by_setting(summary, metric)
-    if not points:
+def _errors(rows: list[Row], metric: str) -> list[list[float]] | None:
+    """Asymmetric error bars (below, above) from the rows' 95% interval columns; none
+    where a row has no interval, and None when no row has one."""
+    low, high = f"{metric}_low", f"{metric}_high"
+    known = [row.get(low) is not None and row.get(high) is not None and row.get(metric)
+             is not None for row in rows]
+    if not any(known):
+        return None
+    return [[max(0.0, row[metric] - row[low]) if ok else 0.0
+             for row, ok in zip(rows, known, strict=True)],
+            [max(0.0, row[high] - row[metric]) if ok else 0.0
+             for row, ok in zip(rows, known, strict=True)]]
+
+
+def metric_by_shots(summary: list[Row], metric: str,
+                    baseline: tuple[str, float] | None = None) -> str | None:
+    """A metric against shot count, one line per setting, with 95% error bars; a dashed
+    line for a baseline (label, value) such as always answering the commonest label."""
+    series: dict[str, list[Row]] = {}
+    for row in summary:
+        if row.get(metric) is not None:
+            series.setdefault(row["setting"], []).append(row)
+    if not series:
         return None
 
     def draw(fig: Any) -> None:
         ax = fig.add_subplot()
-        shots = sorted({k for series in points.values() for k, _ in series})
-        for i, (setting, series) in enumerate(points.items()):
-            xs, ys = zip(*series, strict=True)
-            ax.plot(xs, ys, marker=_MARKERS[i % len(_MARKERS)], color=color(i), label=setting,
-                    linewidth=1.6, markersize=5)
+        shots = sorted({row["shots"] for rows in series.values() for row in rows})
+        spread = 0.08 * (max(shots) - min(shots) or 1) / max(1, len(series) - 1)
+        for i, (setting, rows) in enumerate(series.items()):
+            rows = sorted(rows, key=lambda row: row["shots"])
+            nudge = (i - (len(series) - 1) / 2) * spread  # keep the bars apart
+            xs = [row["shots"] + nudge for row in rows]
+            ys = [row[metric] for row in rows]
+            ax.errorbar(xs, ys, yerr=_errors(rows, metric), marker=_MARKERS[i % len(_MARKERS)],
+                        color=color(i), label=setting, linewidth=1.6, markersize=5,
+                        elinewidth=1, capsize=2.5, alpha=0.95)
+        if baseline is not None:
+            ax.axhline(baseline[1], color="#6e7781", linestyle="--", linewidth=1)
+            ax.annotate(baseline[0], (1, baseline[1]), xycoords=("axes fraction", "data"),
+                        xytext=(-2, 3), textcoords="offset points", ha="right", fontsize=7,
+                        color="#57606a")
         ax.set_xticks(shots, [f"{k}-shot" for k in shots])
         if len(shots) == 1:
             ax.set_xlim(shots[0] - 1, shots[0] + 1)
-        ax.set_xlabel("shots")
-        ax.set_ylabel(LABELS.get(metric, metric))
-        ax.set_title(f"{LABELS.get(metric, metric)} by shot count", loc="left")
-        _legend(ax, len(points))
+        ax.set_xlabel("shots (bars: 95% intervals)")
+        ax.set_ylabel(label(metric))
+        ax.set_title(f"{label(metric)} by shot count", loc="left")
+        _legend(ax, len(series))
 
     return _svg(draw, (6.4, 3.6))
 
 
-def repetition_by_setting(summary: list[Row]) -> str | None:
-    """Repeated 3-gram rate and distinct-2 of each setting, a bar per shot count."""
+def bars_by_setting(summary: list[Row], names: list[str]) -> str | None:
+    """One panel per metric: a bar per setting and shot count, with 95% error bars."""
     settings = list(dict.fromkeys(row["setting"] for row in summary))
     shots = sorted({row["shots"] for row in summary})
-    if not settings:
+    if not settings or not names:
         return None
-    value = {(row["setting"], row["shots"], m): row.get(m) for row in summary
-             for m in ("repetition", "distinct_2")}
+    cell = {(row["setting"], row["shots"]): row for row in summary}
 
     def draw(fig: Any) -> None:
-        axes = fig.subplots(1, 2, sharey=False)
+        axes = fig.subplots(1, len(names), sharey=False, squeeze=False)[0]
         width = 0.8 / len(shots)
-        for ax, metric in zip(axes, ("repetition", "distinct_2"), strict=True):
+        for ax, metric in zip(axes, names, strict=True):
             for j, k in enumerate(shots):
+                rows = [cell.get((s, k), {}) for s in settings]
                 xs = [i + (j - (len(shots) - 1) / 2) * width for i in range(len(settings))]
-                ys = [value.get((s, k, metric)) or 0.0 for s in settings]
-                ax.bar(xs, ys, width * 0.92, color=color(j), label=f"{k}-shot")
+                ys = [row.get(metric) or 0.0 for row in rows]
+                known = [{**row, metric: row.get(metric) or 0.0} for row in rows]
+                ax.bar(xs, ys, width * 0.92, color=color(j), label=f"{k}-shot",
+                       yerr=_errors(known, metric), error_kw={"elinewidth": 1, "capsize": 2})
             ax.set_xticks(range(len(settings)), settings, rotation=30 if len(settings) > 3 else 0,
                           ha="right" if len(settings) > 3 else "center")
             ax.set_ylim(0, 1.05)
-            ax.set_title(LABELS[metric] + (" (lower: less looping)" if metric == "repetition"
-                                           else " (higher: more varied)"), loc="left")
+            better = found.higher if (found := metrics.find(metric)) else None
+            hint = {True: " (higher is better)", False: " (lower is better)"}.get(better, "")
+            ax.set_title(label(metric) + hint, loc="left")
             ax.grid(axis="x", visible=False)
-        _legend(axes[1], len(shots))
+        _legend(axes[-1], len(shots))
 
-    return _svg(draw, (9.6, 3.6))
+    return _svg(draw, (4.8 * len(names), 3.6))
 
 
 def likelihood_vs_repetition(summary: list[Row]) -> str | None:
@@ -136,9 +169,39 @@ def likelihood_vs_repetition(summary: list[Row]) -> str | None:
     return _svg(draw, (6.4, 3.6))
 
 
+def answer_distribution(groups: list[str], counts: list[list[float]], categories: list[str],
+                        ) -> str | None:
+    """Stacked bars, one per group (the references first, then each setting × shots): the
+    share of its answers that name each category (labels, then no label)."""
+    if not groups:
+        return None
+
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot()
+        left = [0.0] * len(groups)
+        shares = [[c / (sum(row) or 1) for c in row] for row in counts]
+        for j, category in enumerate(categories):
+            widths = [row[j] for row in shares]
+            shade = "#d0d7de" if j == len(categories) - 1 and category == "no label" else color(j)
+            ax.barh(range(len(groups)), widths, left=left, color=shade, label=category,
+                    height=0.7)
+            left = [a + b for a, b in zip(left, widths, strict=True)]
+        ax.set_yticks(range(len(groups)), groups, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("share of answers")
+        ax.set_title("what each setting answers, beside the references", loc="left")
+        ax.grid(axis="y", visible=False)
+        _legend(ax, len(categories))
+
+    return _svg(draw, (7.2, 0.28 * len(groups) + 1.2))
+
+
 def grouped_bars(groups: list[str], series: dict[str, list[float | None]], ylabel: str,
-                 title: str) -> str | None:
-    """Bars per group (e.g. setting × shots), one bar per series (e.g. run)."""
+                 title: str, errors: dict[str, list[tuple[float | None, float | None]]] | None
+                 = None) -> str | None:
+    """Bars per group (e.g. setting × shots), one bar per series (e.g. run), with 95%
+    error bars where ``errors`` gives (low, high) per bar."""
     if not groups or not series:
         return None
 
@@ -147,7 +210,14 @@ def grouped_bars(groups: list[str], series: dict[str, list[float | None]], ylabe
         width = 0.8 / len(series)
         for j, (name, values) in enumerate(series.items()):
             xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
-            ax.bar(xs, [v or 0.0 for v in values], width * 0.92, color=color(j), label=name)
+            ys = [v or 0.0 for v in values]
+            yerr = None
+            bounds = (errors or {}).get(name)
+            if bounds and all(lo is not None and hi is not None for lo, hi in bounds):
+                yerr = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, bounds, strict=True)],
+                        [max(0.0, hi - y) for y, (_, hi) in zip(ys, bounds, strict=True)]]
+            ax.bar(xs, ys, width * 0.92, color=color(j), label=name, yerr=yerr,
+                   error_kw={"elinewidth": 1, "capsize": 2})
         ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0,
                       ha="right" if len(groups) > 4 else "center")
         ax.set_ylabel(ylabel)
@@ -159,14 +229,6 @@ def grouped_bars(groups: list[str], series: dict[str, list[float | None]], ylabe
 
 
 # ---------------------------------------------------------------- machinery
-
-
-def _by_setting(summary: list[Row], metric: str) -> dict[str, list[tuple[int, float]]]:
-    points: dict[str, list[tuple[int, float]]] = {}
-    for row in summary:
-        if row.get(metric) is not None:
-            points.setdefault(row["setting"], []).append((row["shots"], row[metric]))
-    return {s: sorted(series) for s, series in points.items()}
 
 
 def _legend(ax: Any, entries: int) -> None:

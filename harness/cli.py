@@ -108,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import pipeline, report
+    from . import pipeline
 
     config = pipeline.RunConfig(
         task=args.task,
@@ -130,10 +130,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    from .summary import Summary
+    from .tables import text
+
     spec = done.plan.task.spec
-    summary = report.summarize(spec.kind, done.records)
-    columns = report.metric_columns(spec.kind, spec.metrics)[:4]
-    print(_table(summary, columns))
+    print(text(Summary(spec.kind, done.records, spec.labels, spec.metrics)))
     print(f"report: {done.run_dir / 'index.html'}")
     return 0
 
@@ -252,6 +253,7 @@ def _add_chat(parser: argparse.ArgumentParser) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from .decoding import PRESETS
+    from .metrics import KINDS, METRICS
     from .tasks import load_task
 
     print("tasks:")
@@ -265,6 +267,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, args_ in PRESETS.items():
         shown = ", ".join(f"{k}={v}" for k, v in args_.items()) or "(transformers' defaults)"
         print(f"  {name:<18} {shown}")
+    print("metrics (kinds; ↑ higher or ↓ lower is better):")
+    for metric in METRICS:
+        if not metric.count:
+            way = {True: "↑", False: "↓"}.get(metric.higher, " ")
+            kinds = "every kind" if metric.kinds == KINDS else ", ".join(metric.kinds)
+            print(f"  {metric.name:<12} {way} {kinds:<28} {metric.help}")
     return 0
 
 
@@ -378,11 +386,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_rescore(args: argparse.Namespace) -> int:
     from . import report
     from .runs import rescore
+    from .tables import text
 
     done = rescore(args.run_dir, args.task)
-    task = done.run["task"]
-    summary = report.summarize(task["kind"], done.records)
-    print(_table(summary, report.metric_columns(task["kind"], task.get("metrics"))[:4]))
+    print(text(report.summary_of(done.run, done.records)))
     print(f"rescored {len(done.records)} outputs with {done.task_path}: {done.changed} changed")
     for note in done.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -395,16 +402,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     print(f"comparison: {compare(args.run_dirs, args.out)}")
     return 0
-
-
-def _table(summary: list[dict], columns: list[str]) -> str:
-    from .report import _fmt
-
-    header = ["setting", "shots", *columns]
-    rows = [[r["setting"], str(r["shots"]), *(_fmt(r.get(c), c) for c in columns)] for r in summary]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(str(x).ljust(w) for x, w in zip(line, widths)) for line in [header, *rows]]
-    return "\n".join(lines)
 
 
 def _int_list(text: str) -> list[int]:

@@ -1,12 +1,16 @@
 """Runs of one task side by side: metric deltas per setting × shots, and the items whose
 outputs differ (two models, or one model before and after fine-tuning).
 
+Each later run is compared with the first on the items both answered, paired (as the
+settings of one run are: summary.paired), and the page's comparisons are one family,
+Holm-corrected: a change shows as better or worse only when it is significant.
 Like the run report, a pure function of the runs' files: no model is loaded.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -14,13 +18,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from . import charts, files, metrics, report
+from . import charts, files, metrics, report, stats, tables
 from .errors import HarnessError
 from .runs import load_run
+from .summary import Summary, paired
 
 Record = dict[str, Any]
 Key = tuple[str, int]  # (setting, shots)
-NEUTRAL = ("stop_eos", "stop_string", "stop_length", "n")
 
 
 class Run:
@@ -35,15 +39,13 @@ class Run:
         self.label = f"{self.model} · {folder.resolve().name}"
         self.n_items = len({r["item"] for r in self.records})
         self.n_outputs = len(self.records)
-        self.summary: dict[Key, dict[str, Any]] = {}
+        self.summary: Summary | None = None
 
-    def keep_items(self, items: set[int]) -> None:
-        """Compare on the items every run has (a run may have used --limit)."""
+    def keep_items(self, items: set[int], labels: tuple[str, ...]) -> None:
+        """Compare on the items every run has (a run may have used --limit), with one
+        label order for all runs (their confusion counts must line up)."""
         self.records = [r for r in self.records if r["item"] in items]
-        self.summary = {
-            (row["setting"], row["shots"]): row
-            for row in report.summarize(self.kind, self.records)
-        }
+        self.summary = Summary(self.kind, self.records, labels, self.task.get("metrics"))
 
     @property
     def task(self) -> dict[str, Any]:
@@ -72,8 +74,10 @@ def load_runs(folders: list[Path]) -> list[Run]:
     common = set.intersection(*({r["item"] for r in run.records} for run in runs))
     if not common:
         raise HarnessError("compare: the runs have no item in common")
+    kept = [r for run in runs for r in run.records if r["item"] in common]
+    labels = metrics.scope_of(first.kind, kept, first.task.get("labels")).labels
     for run in runs:
-        run.keep_items(common)
+        run.keep_items(common, labels)
     return runs
 
 
@@ -100,47 +104,56 @@ def compare(folders: list[Path], out: Path | None = None) -> Path:
 
 
 def deltas(runs: list[Run]) -> tuple[list[Key], list[str], dict[Key, dict[str, Any]]]:
-    """Per (setting, shots): each run's value of each metric, and each later run's
-    change from the first (None where a run lacks the setting or the metric)."""
-    kind = runs[0].kind
-    columns = [c for c in report.metric_columns(kind, runs[0].task.get("metrics"))
-               if c not in NEUTRAL]
-    keys = list(dict.fromkeys(k for run in runs for k in run.summary))
-    table: dict[Key, dict[str, Any]] = {}
-    for key in keys:
-        row: dict[str, Any] = {}
-        for column in columns:
-            values = [run.summary.get(key, {}).get(column) for run in runs]
-            base = values[0]
-            row[column] = {
-                "values": values,
-                "deltas": [None if base is None or v is None else v - base for v in values[1:]],
+    """Per (setting, shots) and metric: each run's value and 95% interval, and each later
+    run's change from the first, paired over their items, with its interval, p-value,
+    Holm-adjusted p-value (one family per metric) and mark (``up``, ``down``: a
+    significant change for the better or the worse; ``same``: none; "": no direction)."""
+    first = runs[0].summary
+    assert first is not None
+    columns = [m.name for m in first.metrics if not m.count]
+    keys = list(dict.fromkeys(k for run in runs for k in run.summary.cells))  # type: ignore
+    table: dict[Key, dict[str, Any]] = {key: {} for key in keys}
+    for column in columns:
+        metric = metrics.get(column)
+        found: list[tuple[Key, int, stats.Difference]] = []
+        for key in keys:
+            estimates = [run.summary.estimate(key, metric) if key in run.summary.cells
+                         else (None, None, None) for run in runs]  # type: ignore[union-attr]
+            changes: list[stats.Difference | None] = []
+            for i, run in enumerate(runs[1:], start=1):
+                changes.append(_change(runs[0], run, key, metric))
+                if changes[-1] is not None:
+                    found.append((key, i, changes[-1]))
+            table[key][column] = {
+                "values": [e[0] for e in estimates], "lows": [e[1] for e in estimates],
+                "highs": [e[2] for e in estimates],
+                "deltas": [None if c is None else c.diff for c in changes],
+                "changes": changes, "p_holm": [None] * len(changes), "marks": [""] * len(changes),
             }
-        table[key] = row
+        adjusted = stats.holm([d.p for _, _, d in found])
+        for (key, i, difference), p in zip(found, adjusted, strict=True):
+            cell = table[key][column]
+            cell["p_holm"][i - 1] = p
+            cell["marks"][i - 1] = mark(metric, difference, p)
     return keys, columns, table
 
 
-def direction(column: str, delta: float | None) -> str:
-    """'up' for a change for the better, 'down' for the worse, 'same' (nothing that
-    shows at the page's precision) or '' (no direction, or no value)."""
-    better = metrics.HIGHER_IS_BETTER.get(column)
-    if delta is None:
+def _change(base: Run, other: Run, key: Key, metric: metrics.Metric) -> stats.Difference | None:
+    a, b = other.summary, base.summary
+    if a is None or b is None or key not in a.cells or key not in b.cells:
+        return None
+    found = paired(metric, a.scope, a.cells[key], b.cells[key])
+    return None if found.items == 0 else found
+
+
+def mark(metric: metrics.Metric, difference: stats.Difference, p_holm: float) -> str:
+    """'up' for a significant change for the better, 'down' for the worse, 'same' for a
+    change that is not significant, '' for a metric with no better direction."""
+    if metric.higher is None:
         return ""
-    if delta_text(column, delta) in ("0", "0.0", "0.000"):
+    if p_holm >= stats.ALPHA or difference.diff == 0 or math.isnan(difference.diff):
         return "same"
-    if better is None:
-        return ""
-    return "up" if (delta > 0) == better else "down"
-
-
-def delta_text(column: str, delta: float | None) -> str:
-    """A change as the page shows it: signed, and never "-0.000"."""
-    if delta is None:
-        return "–"
-    text = report.fmt(delta, column)
-    if text.lstrip("-") in ("0", "0.0", "0.000"):
-        return text.lstrip("-")
-    return text if text.startswith("-") else "+" + text
+    return "up" if (difference.diff > 0) == metric.higher else "down"
 
 
 def differing_items(runs: list[Run]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -152,7 +165,7 @@ def differing_items(runs: list[Run]) -> tuple[list[dict[str, Any]], list[dict[st
         for record in run.records:
             grouped[(record["item"], record["setting"], record["shots"])].append(record)
         cells.append(grouped)
-    keys = list(dict.fromkeys(k for run in runs for k in run.summary))
+    keys = list(dict.fromkeys(k for run in runs for k in run.summary.cells))  # type: ignore
     rows = [{"label": f"{s} · {k}-shot", "setting": s, "shots": str(k)} for s, k in keys]
     prompts: dict[int, dict[str, str]] = defaultdict(dict)
     refs: dict[int, list[str]] = {}
@@ -196,15 +209,18 @@ def render(runs: list[Run], keys: list[Key], columns: list[str],
     chart = charts.grouped_bars(
         groups, {f"{run.letter}: {run.model}": [table[key][main]["values"][i] for key in keys]
                  for i, run in enumerate(runs)},
-        charts.LABELS.get(main, main), f"{charts.LABELS.get(main, main)} per setting, each run",
+        charts.label(main), f"{charts.label(main)} per setting, each run (95% intervals)",
+        errors={f"{run.letter}: {run.model}": [(table[key][main]["lows"][i],
+                                               table[key][main]["highs"][i]) for key in keys]
+                for i, run in enumerate(runs)},
     )
     data = {"marks": marks, "differ": "row", "rows": rows, "corner": "setting · shots",
             "cols": [{"label": f"{run.letter}: {run.label}"} for run in runs], "items": items}
     data = report.share_prompt_blocks(data, report._separator(first.task))
     return report.render_template(
-        "compare.html.j2", task=first.task, runs=runs, keys=keys, columns=columns, table=table,
-        headings=report.HEADINGS, help=report.COLUMN_HELP, direction=direction,
-        delta_text=delta_text,
+        "compare.html.j2", task=first.task, runs=runs, keys=keys, table=table,
+        metrics=[metrics.get(c) for c in columns], interval=tables.fmt_interval,
+        signed=tables.fmt_signed, fmt_p=tables.fmt_p, alpha=stats.ALPHA,
         chart=Markup(chart) if chart else None,
         filters=[("setting", "setting", list(dict.fromkeys(s for s, _ in keys))),
                  ("shots", "shots", sorted({str(k) for _, k in keys}, key=int))],
@@ -216,14 +232,28 @@ def render(runs: list[Run], keys: list[Key], columns: list[str],
 
 def write_csv(path: Path, runs: list[Run], keys: list[Key], columns: list[str],
               table: dict[Key, dict[str, Any]]) -> None:
-    """compare.csv: one row per setting, shots and metric; each run's value, the deltas."""
+    """compare.csv: one row per setting, shots and metric; each run's value with its 95%
+    interval, then each later run's change from the first with its interval, p-value,
+    Holm-adjusted p-value and test."""
+    base = runs[0].letter
+    header = ["setting", "shots", "metric"]
+    for r in runs:
+        header += [f"{r.letter}: {r.label}", f"{r.letter} low", f"{r.letter} high"]
+    for r in runs[1:]:
+        change = f"{r.letter}-{base}"
+        header += [change, f"{change} low", f"{change} high", f"{change} p",
+                   f"{change} p Holm", f"{change} test"]
+    blank = lambda v: "" if v is None else v  # noqa: E731
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["setting", "shots", "metric", *(f"{r.letter}: {r.label}" for r in runs),
-                         *(f"{r.letter}-{runs[0].letter}" for r in runs[1:])])
+        writer.writerow(header)
         for setting, k in keys:
             for column in columns:
                 cell = table[(setting, k)][column]
-                writer.writerow([report.csv_cell(setting), k, column,
-                                 *("" if v is None else v for v in cell["values"]),
-                                 *("" if d is None else d for d in cell["deltas"])])
+                row: list[Any] = [report.csv_cell(setting), k, column]
+                for v, lo, hi in zip(cell["values"], cell["lows"], cell["highs"], strict=True):
+                    row += [blank(v), blank(lo), blank(hi)]
+                for d, p in zip(cell["changes"], cell["p_holm"], strict=True):
+                    row += (["", "", "", "", "", ""] if d is None else
+                            [d.diff, blank(d.low), blank(d.high), d.p, p, d.test])
+                writer.writerow(row)

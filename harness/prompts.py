@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import itertools
 import random
 from collections import Counter
 from collections.abc import Hashable
@@ -97,7 +98,7 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
     _check_labels(task, templates)
     instruction = templates.render("prompt.instruction") if spec.prompt.instruction else None
     need = max(shot_counts)
-    examples = Examples(task.spec.name, pool)
+    examples = Examples(task.spec.name, pool, spec.fewshot_order)
     shown: dict[int, str] = {}  # a pool row rendered as an example, once
     prompts = []
     own_pool = pool is task.items  # then an item's key is the pool's already
@@ -126,15 +127,18 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
 class Examples:
     """Draws the examples of each item from a pool, in time linear in the shots.
 
-    An item's draw is seeded by the task name and the item's index, so a run is
-    repeatable; a k-shot prompt takes the first k, so the 3-shot prompt extends the
-    1-shot one. Rows equal to the item itself are never used. Each draw is the start of
-    a shuffle of the pool (Fisher-Yates from the front, over a map of the swaps made), so
-    it touches about as many rows as it returns, never the whole pool.
+    ``order`` is the task's ``fewshot_order``. ``per_item`` shuffles the pool for each
+    item, seeded by the task name and the item's index, so a run is repeatable; ``first``
+    keeps the pool's own order, so every item gets the same first rows. A k-shot prompt
+    takes the first k, so the 3-shot prompt extends the 1-shot one. Rows equal to the
+    item itself are never used. A shuffle is drawn from the front (Fisher-Yates over a
+    map of the swaps made), so a draw touches about as many rows as it returns, never
+    the whole pool.
     """
 
-    def __init__(self, name: str, pool: list[Item]) -> None:
+    def __init__(self, name: str, pool: list[Item], order: str = "per_item") -> None:
         self.name = name
+        self.order = order
         self.keys = [row_key(row) for row in pool]
         self.copies = Counter(self.keys)
         self._others: dict[Hashable, list[int]] = {}
@@ -154,6 +158,10 @@ class Examples:
         else:
             rows, skip = None, key
         want = min(k, size - copies)
+        if self.order == "first":
+            ordered = rows if rows is not None else range(size)
+            return list(itertools.islice(
+                (row for row in ordered if skip is None or self.keys[row] != skip), want))
         rng = random.Random(f"{self.name}:{index}")
         swaps: dict[int, int] = {}
         chosen: list[int] = []

@@ -20,37 +20,21 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from . import charts, files, metrics
+from . import charts, files, labels, metrics, stats, tables
 from .records import Record
 
-CSV_COLUMNS = [
-    "task", "item", "shots", "setting", "seed", "sequence", "output", "reference",
-    "references", "predicted", "correct", "invalid", "exact_match", "f1", "contains",
-    "repetition", "n_tokens", "mean_logprob", "stop_reason", "raw_output", "prompt",
-]
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-COUNT_COLUMNS = ("n", "invalid", "stop_eos", "stop_string", "stop_length")
+# report.summarize: the summary rows that summary.csv, the page and the API share
+from .summary import Summary, summarize  # noqa: F401
 
-# What each summary column means, shown when the pointer rests on its heading.
-COLUMN_HELP = {
-    "accuracy": "share of outputs whose first named label is the reference",
-    "invalid": "outputs that name none of the labels",
-    "exact_match": "share of outputs equal to a reference (normalized)",
-    "f1": "character F1 against the best reference, as KorQuAD's evaluation",
-    "contains": "share of outputs that contain a reference",
-    "bleu": "corpus BLEU, 0-100 (sacrebleu)",
-    "chrf": "corpus chrF, 0-100 (sacrebleu)",
-    "distinct_1": "distinct words / words, over all outputs",
-    "distinct_2": "distinct word pairs / word pairs, over all outputs",
-    "repetition": "mean share of an output's word 3-grams that repeat an earlier one",
-    "length": "mean tokens generated",
-    "logprob": "mean log-probability per generated token under the model",
-    "stop_eos": "outputs that ended with the end-of-sequence token",
-    "stop_string": "outputs cut at a stop string",
-    "stop_length": "outputs that ran to max_new_tokens",
-    "n": "outputs",
-}
-HEADINGS = {"stop_eos": "eos", "stop_string": "stop str", "stop_length": "max len"}
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_columns() -> list[str]:
+    """results.csv: what was asked and answered, each output's scores (the registry's
+    per-output fields), then how it ended and the text it came from."""
+    return ["task", "item", "shots", "setting", "seed", "sequence", "output", "reference",
+            "references", *metrics.sample_fields(), "n_tokens", "mean_logprob",
+            "stop_reason", "raw_output", "prompt"]
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("harness", "templates"),
@@ -70,63 +54,43 @@ def render_template(name: str, **context: Any) -> str:
     return _ENV.get_template(name).render(fmt=fmt, **context)
 
 
-def summarize(kind: str, records: list[Record]) -> list[dict[str, Any]]:
-    """One row per (setting, shots), in the records' order, with every aggregate metric."""
-    groups: dict[tuple[str, int], list[Record]] = defaultdict(list)
-    for record in records:
-        groups[(record["setting"], record["shots"])].append(record)
-    return [
-        {"setting": setting, "shots": shots, **metrics.aggregate(kind, rows)}
-        for (setting, shots), rows in groups.items()
-    ]
-
-
-def metric_columns(kind: str, chosen: list[str] | None) -> list[str]:
-    """The summary's metric columns: the task's chosen ones first, then the rest."""
-    every = [
-        m for m in metrics.metric_names(kind)
-        if kind != "generation" or m in metrics.COMMON_METRICS or m in (chosen or [])
-    ]
-    every += ["stop_eos", "stop_string", "stop_length", "n"]
-    first = [m for m in chosen or [] if m in every]
-    return first + [m for m in every if m not in first]
-
-
-def best_values(summary: list[dict[str, Any]], columns: list[str]) -> dict[str, float]:
-    """The best value of each column that has a direction (ties all count as best)."""
-    best = {}
-    for column in columns:
-        direction = metrics.HIGHER_IS_BETTER.get(column)
-        values = [row[column] for row in summary if row.get(column) is not None]
-        if direction is None or len(set(values)) < 2:  # nothing to choose between
-            continue
-        best[column] = max(values) if direction else min(values)
-    return best
-
-
 # ---------------------------------------------------------------- CSV
 
 
 def write_csv(path: Path, records: list[Record]) -> None:
     """results.csv: one row per output, UTF-8 with a BOM so that Excel reads Hangul."""
+    columns = csv_columns()
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for record in records:
             row = dict(record)
             refs = record.get("references") or []
             row["reference"] = refs[0] if refs else ""
             row["references"] = " | ".join(refs)
-            writer.writerow({k: csv_cell(row.get(k)) for k in CSV_COLUMNS})
+            writer.writerow({k: csv_cell(row.get(k)) for k in columns})
 
 
-def write_summary_csv(path: Path, summary: list[dict[str, Any]], columns: list[str]) -> None:
+def write_summary_csv(path: Path, summary: Summary) -> None:
+    """summary.csv: a row per setting × shots; each metric with its 95% interval (``_low``,
+    ``_high``) and, where a direction is better, its mark among the settings at that shot
+    count (``_mark``: best, tied, worse) and Holm-adjusted p-value against the best."""
+    keys = summary.row_columns()
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["setting", "shots", *columns])
-        for row in summary:
-            values = (row.get(c) for c in columns)
-            writer.writerow([csv_cell(row["setting"]), row["shots"], *values])
+        writer.writerow(["setting", "shots", *keys])
+        for row in summary.rows:
+            writer.writerow([csv_cell(row["setting"]), row["shots"],
+                             *(csv_cell(row.get(k)) for k in keys)])
+
+
+def write_labels_csv(path: Path, summary: Summary) -> None:
+    """labels.csv (classification): precision, recall and F1 per label, with intervals."""
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=labels.LABEL_COLUMNS)
+        writer.writeheader()
+        for row in labels.label_rows(summary):
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
 
 
 def csv_cell(value: Any) -> Any:
@@ -139,15 +103,16 @@ def csv_cell(value: Any) -> Any:
 # ---------------------------------------------------------------- the HTML page
 
 
-def render_html(run: dict[str, Any], records: list[Record]) -> str:
-    """The review page: summary, charts, then every item's outputs side by side."""
+def render_html(run: dict[str, Any], records: list[Record],
+                summary: Summary | None = None) -> str:
+    """The review page: summary, differences, charts, labels, then every item's outputs."""
     task = run["task"]
     kind = task["kind"]
-    summary = summarize(kind, records)
-    columns = metric_columns(kind, task.get("metrics"))
+    summary = summary or summary_of(run, records)
     settings = list(dict.fromkeys(r["setting"] for r in records))
     shots = sorted({r["shots"] for r in records})
     marks = kind in ("classification", "qa")
+    classification = kind == "classification"
     # What review.js draws: rows × cols of cells per item; each row and column carries the
     # values the filters match (setting, shots); marks: whether outputs are right/wrong.
     data = {
@@ -161,27 +126,36 @@ def render_html(run: dict[str, Any], records: list[Record]) -> str:
             for item, records_by_cell in _by_item(records).items()
         ],
     }
-    main = columns[0]
+    baseline = labels.baseline(records, summary.scope.labels) if classification else None
     return render_template(
         "report.html.j2",
         run=run,
         task=task,
         summary=summary,
-        columns=columns,
-        headings=HEADINGS,
-        help=COLUMN_HELP,
-        higher=metrics.HIGHER_IS_BETTER,
-        best=best_values(summary, columns),
+        groups=tables.groups(summary),
+        comparisons=tables.comparison_tables(summary),
+        label_table=tables.label_table(summary) if classification else None,
+        confusions=tables.confusion_grid(summary) if classification else None,
+        distribution=(labels.distribution(records, summary.scope.labels)
+                      if classification else None),
+        baseline=baseline,
         setting_args=_setting_args(run),
         totals=_totals(records),
-        charts=_charts(summary, main),
+        charts=_charts(summary, baseline),
         filters=[("setting", "setting", settings), ("shots", "shots", [str(k) for k in shots])],
         marks=marks,
-        classification=kind == "classification",
+        classification=classification,
+        alpha=stats.ALPHA,
         n_items=len(data["items"]),
         n_outputs=len(records),
         data_json=embed_json(share_prompt_blocks(data, _separator(task))),
     )
+
+
+def summary_of(run: dict[str, Any], records: list[Record]) -> Summary:
+    """The summary of a run as its task asks: its kind, labels and chosen metrics."""
+    task = run["task"]
+    return Summary(task["kind"], records, task.get("labels"), task.get("metrics"))
 
 
 def _by_item(records: list[Record]) -> dict[int, dict[tuple[str, int], list[Record]]]:
@@ -301,52 +275,88 @@ def _totals(records: list[Record]) -> dict[str, int]:
     }
 
 
-def _charts(summary: list[dict[str, Any]], main: str) -> list[dict[str, str]]:
-    """The report's figures with their captions; a chart with nothing to show is left out."""
-    no_repeats = all(not row.get("repetition") for row in summary)
-    quiet = " No output repeats a 3-gram here (short answers), so every rate is 0." if (
-        no_repeats) else ""
-    made = [
-        (charts.metric_by_shots(summary, main), False,
-         f"{charts.LABELS.get(main, main)} against shot count, one line per setting: "
-         "does showing examples help, and which decoding gains most from them?"),
-        (charts.likelihood_vs_repetition(summary), False,
-         "The trade-off between likely and varied text: greedy and beam search sit high "
-         "(likely) and often to the right (looping); sampling lower and to the left." + quiet),
-        (charts.repetition_by_setting(summary), True,
-         "How much each setting loops (repeated word 3-grams within an output; lower is "
-         "better) and how varied its outputs are (distinct word pairs; higher is more "
-         "varied)." + quiet),
-    ]
-    return [{"svg": Markup(svg), "wide": wide, "caption": caption}
-            for svg, wide, caption in made if svg]
+VISIBLE = 0.01  # the smallest rate worth a panel of bars from 0 to 1
+BASELINE_NOTE = " The dashed line is what always answering the commonest reference scores."
+CAPTIONS = {
+    "by_shots": "Each setting's {metric} against shot count, with 95% intervals over items: "
+                "does showing examples help, and which decoding gains most from them?",
+    "macro_f1": "Macro-F1 (each label's F1, averaged) against shot count: unlike accuracy, "
+                "answering the commonest label every time scores low here.",
+    "answers": "The share of answers naming each label, per setting and shot count, under the "
+               "references' own distribution: a setting that gives one label for everything "
+               "shows as one colour.",
+    "repetition": "How much each setting loops (repeated word 3-grams within an output; "
+                  "lower is better), with 95% intervals.",
+    "distinct_2": "How varied each setting's outputs are (distinct word pairs over all "
+                  "outputs), with 95% intervals.",
+    "trade_off": "The trade-off between likely and varied text: greedy and beam search sit "
+                 "high (likely) and often to the right (looping); sampling lower and to the "
+                 "left.",
+}
 
 
-def fmt(value: Any, column: str = "") -> str:
-    """A number as the report and the command line show it."""
-    if value is None:
-        return "–"
-    if column in COUNT_COLUMNS:
-        return str(int(value))
-    if column in ("bleu", "chrf", "length"):
-        return f"{value:.1f}"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+def _charts(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str, Any]]:
+    """The figures that fit the task's kind, with their captions; a chart that could only
+    show zeros, or nothing, is left out."""
+    rows = summary.rows
+    main = summary.columns[0]
+    made: list[tuple[str | None, str, str]] = []
+    caption = CAPTIONS["by_shots"].format(metric=charts.label(main))
+    line = _baseline_line(baseline, main)
+    made.append((charts.metric_by_shots(rows, main, line), "",
+                 caption + (BASELINE_NOTE if line else "")))
+    if summary.kind == "classification":
+        if main != "macro_f1" and "macro_f1" in summary.columns:
+            line = _baseline_line(baseline, "macro_f1")
+            made.append((charts.metric_by_shots(rows, "macro_f1", line), "",
+                         CAPTIONS["macro_f1"] + (BASELINE_NOTE if line else "")))
+        made.append((_answer_chart(summary), "tall", CAPTIONS["answers"]))
+    else:
+        # a rate under VISIBLE in every cell would draw an empty panel
+        varied = [m for m in ("repetition", "distinct_2")
+                  if m in summary.columns and any((row.get(m) or 0) >= VISIBLE for row in rows)]
+        made.append((charts.bars_by_setting(rows, varied), "wide" if len(varied) > 1 else "",
+                     " ".join(CAPTIONS[m] for m in varied)))
+        if "repetition" in varied and "logprob" in summary.columns:
+            made.append((charts.likelihood_vs_repetition(rows), "", CAPTIONS["trade_off"]))
+    return [{"svg": Markup(svg), "css": css, "caption": caption}
+            for svg, css, caption in made if svg]
 
 
-_fmt = fmt  # the name the command line imported first
+def _baseline_line(baseline: labels.Baseline | None, metric: str) -> tuple[str, float] | None:
+    """The majority baseline of accuracy or macro-F1, as a labelled line."""
+    if baseline is None or metric not in ("accuracy", "macro_f1"):
+        return None
+    value = baseline.accuracy if metric == "accuracy" else baseline.macro_f1
+    return f"always {baseline.name}: {value:.3f}", value
 
 
-def write_all(run_dir: Path, run: dict[str, Any], records: list[Record]) -> None:
-    """Write results.csv, summary.csv and index.html for a run's records."""
-    task = run["task"]
-    summary = summarize(task["kind"], records)
-    columns = metric_columns(task["kind"], task.get("metrics"))
+def _answer_chart(summary: Summary) -> str | None:
+    """Classification: what each setting answers, beside the references."""
+    answers = [*summary.scope.labels, labels.NO_LABEL]
+    matrices = {key: labels.confusion(summary, key) for key in summary.cells}
+    first = next(iter(matrices.values()))
+    references = [[*first.sum(axis=1), 0]]  # the outputs of one cell, by reference
+    answered = [[*matrix.sum(axis=0)] for matrix in matrices.values()]
+    groups = ["references", *(f"{s} · {k}-shot" for s, k in matrices)]
+    return charts.answer_distribution(groups, references + answered, answers)
+
+
+fmt = tables.fmt  # the name the page template and the command line use
+
+
+def write_all(run_dir: Path, run: dict[str, Any], records: list[Record]) -> Summary:
+    """Write results.csv, summary.csv (labels.csv for classification) and index.html for
+    a run's records; returns the summary they show."""
+    summary = summary_of(run, records)
     # Each file is written beside itself and renamed: a kill or a full disk leaves the
     # earlier file whole, never half a page.
     with files.replacing(run_dir / "results.csv") as scratch:
         write_csv(scratch, records)
     with files.replacing(run_dir / "summary.csv") as scratch:
-        write_summary_csv(scratch, summary, columns)
-    files.write_text(run_dir / "index.html", render_html(run, records))
+        write_summary_csv(scratch, summary)
+    if summary.kind == "classification":
+        with files.replacing(run_dir / "labels.csv") as scratch:
+            write_labels_csv(scratch, summary)
+    files.write_text(run_dir / "index.html", render_html(run, records, summary))
+    return summary

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .decoding import PRESETS, GenerateArgs
-from .metrics import COMMON_METRICS, KIND_METRICS
+from .metrics import every_name
 from .tasks import Task
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
@@ -30,8 +30,8 @@ def task_schema() -> dict[str, Any]:
     defs["GenerateArgs"] = GenerateArgs.model_json_schema()
     decoding["configs"]["additionalProperties"] = {"$ref": "#/$defs/GenerateArgs"}
     decoding["grid"]["propertyNames"] = {"enum": list(GenerateArgs.model_fields)}
-    metrics = list(dict.fromkeys(sum(KIND_METRICS.values(), []) + COMMON_METRICS))
-    schema["properties"]["metrics"]["anyOf"][0]["items"] = {"type": "string", "enum": metrics}
+    schema["properties"]["metrics"]["anyOf"][0]["items"] = {"type": "string",
+                                                             "enum": every_name()}
     _close_every_model(schema)
     return {
         "$schema": SCHEMA_URL,

@@ -117,6 +117,10 @@ class Task(_Strict):
     fewshot: Source | None = Field(
         None, description="pool that examples are drawn from"
     )
+    fewshot_order: Literal["per_item", "first"] = Field(
+        "per_item", description="per_item: each item its own seeded order of the pool; "
+        "first: the pool's first rows, in file order, the same for every item",
+    )
     shots: list[int] = Field(
         default_factory=lambda: [0], min_length=1,
         description="shot counts compared side by side; 0 is no examples",

@@ -201,8 +201,16 @@ def test_preview_shows_blocks_separators_and_stray_spaces(write_task, hf_model_d
         "reference: 분노"
     ) in text
     assert f"0 shots · {shown.tokens[0]} tokens ({hf_model_dir})" in text
-    assert f"examples from the data: item {j + 1}\n" in text
+    assert (f"examples from the data: item {j + 1}; this item's own seeded order "
+            "(fewshot_order: per_item)\n") in text
     assert "cut at: (none)" in text
+
+
+def test_preview_says_how_examples_are_drawn(write_task, capsys) -> None:
+    path = write_task(prompt=PROMPT, shots=[2], fewshot_order="first")
+    text = format_preview(preview(path, item=3))
+    assert ("examples from the data: items 1, 2; the pool's first rows, the same for every "
+            "item (fewshot_order: first)") in text
 
 
 def test_preview_raw_is_the_prompt_byte_for_byte(write_task, capsys, kogpt2_dir) -> None:

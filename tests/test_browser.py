@@ -126,12 +126,25 @@ def test_the_report_works_in_a_real_browser(browser, small_run: Path, tmp_path: 
 
     assert visit.network == [], "the report must load nothing from the network"
     assert visit.errors == []
-    # the summary table, with a row per setting × shots and the best value marked
+    # the summary table: a row per setting × shots, grouped by shot count, each value
+    # with its interval, and the best value marked
     assert page.locator("#summary").is_visible()
-    assert visit.count("#summary tbody tr") == 4
+    assert visit.count("#summary tbody tr:not(.group)") == 4
+    assert page.locator("#summary tr.group").all_inner_texts() == ["0-shot", "1-shot"]
     assert visit.visible("#summary td.best") > 0
-    # the charts, drawn inline
+    assert visit.visible("#summary td .ci") >= 4 * 3  # accuracy, macro-F1, invalid at least
+    # the paired comparisons, the main metric's open
+    assert page.locator("#differences").is_visible()
+    assert page.locator("table.diffs").first.is_visible()
+    # the charts, drawn inline: accuracy and macro-F1 by shots, what each setting answers
     assert visit.visible("figure svg") == 3
+    # the confusion matrices, one per setting × shots, with a "no label" column
+    assert visit.visible("table.confusion") == 4
+    first = page.locator("table.confusion").first
+    assert first.locator("caption").inner_text().startswith("greedy · 0-shot")
+    assert first.locator("thead th").all_inner_texts()[1:] == ["기쁨", "슬픔", "분노", "중립",
+                                                               "no label"]
+    assert page.locator("#label-scores").is_visible()
     # Korean outputs side by side; identical samples grouped; the cut tail dimmed
     assert page.get_by_text("슬픔이에요").first.is_visible()
     assert page.locator(".cut", has_text="↵문장: 다음").first.is_visible()
@@ -185,18 +198,25 @@ def test_the_filters_hide_what_they_should(browser, small_run: Path) -> None:
     assert visit.errors == []
 
 
-def test_the_summary_sorts_by_any_column(browser, small_run: Path) -> None:
+def test_the_summary_sorts_by_any_column_within_each_shot_count(browser,
+                                                                small_run: Path) -> None:
     visit = Visit(browser, small_run / "index.html")
     page = visit.page
     heads = page.locator("#summary thead th")
     column = heads.all_inner_texts().index("accuracy ↑")
-    values = lambda: [float(v) for v in page.locator(  # noqa: E731
-        f"#summary tbody td:nth-child({column + 1})").all_inner_texts()]
+
+    def values(shots: str) -> list[float]:
+        cells = page.locator(f'#summary tbody[data-shots="{shots}"] '
+                             f"tr:not(.group) td:nth-child({column + 1})")
+        return [float(v) for v in cells.evaluate_all("cells => cells.map(c => c.dataset.v)")]
+
     heads.nth(column).click()
-    assert values() == sorted(values())
+    assert all(values(k) == sorted(values(k)) for k in ("0", "1"))
     heads.nth(column).click()
-    assert values() == sorted(values(), reverse=True)
+    assert all(values(k) == sorted(values(k), reverse=True) for k in ("0", "1"))
     assert heads.nth(column).get_attribute("aria-sort") == "descending"
+    # each shot count's heading row stays on top of its rows
+    assert page.locator("#summary tbody tr").first.inner_text() == "0-shot"
 
 
 def test_the_comparison_page_works_in_a_real_browser(browser, small_run: Path,
@@ -216,7 +236,10 @@ def test_the_comparison_page_works_in_a_real_browser(browser, small_run: Path,
     visit = Visit(browser, page_path)
     assert visit.network == [] and visit.errors == []
     assert visit.page.locator("#deltas-table").is_visible()
-    assert visit.page.locator("#deltas-table td.up").first.is_visible()
+    # one item of four changed: shown, with its interval, but not significant
+    changed = visit.page.locator("#deltas-table td.delta.same").first
+    assert changed.is_visible() and "[" in changed.inner_text()
+    assert visit.count("#deltas-table td.up") == 0
     assert visit.page.locator(".item h3").all_inner_texts() == ["item 2"]
     visit.page.screenshot(path=str(tmp_path / "compare.png"), full_page=True)
 

@@ -10,7 +10,9 @@ from harness import charts
 
 
 def row(setting: str, shots: int, **values: float | None) -> dict:
-    base = {"accuracy": 0.5, "repetition": 0.1, "distinct_2": 0.8, "logprob": -1.0}
+    base = {"accuracy": 0.5, "accuracy_low": 0.3, "accuracy_high": 0.7, "repetition": 0.1,
+            "repetition_low": 0.05, "repetition_high": 0.2, "distinct_2": 0.8,
+            "distinct_2_low": 0.7, "distinct_2_high": 0.9, "logprob": -1.0}
     return {"setting": setting, "shots": shots, **base, **values}
 
 
@@ -22,9 +24,12 @@ SUMMARY = [
     row("빔탐색", 0, accuracy=0.3, repetition=0.40, logprob=-0.5),
 ]
 CHARTS = {
-    "metric_by_shots": lambda s: charts.metric_by_shots(s, "accuracy"),
-    "repetition_by_setting": charts.repetition_by_setting,
+    "metric_by_shots": lambda s: charts.metric_by_shots(s, "accuracy", ("always “중립”", 0.3)),
+    "bars_by_setting": lambda s: charts.bars_by_setting(s, ["repetition", "distinct_2"]),
     "likelihood_vs_repetition": charts.likelihood_vs_repetition,
+    "answer_distribution": lambda s: charts.answer_distribution(
+        ["references", *(f"{r['setting']} {r['shots']}" for r in s)],
+        [[3, 1, 0], *([1, 1, 2] for _ in s)], ["기쁨", "슬픔", "no label"]),
 }
 
 
@@ -53,7 +58,7 @@ def test_settings_are_named_as_text_hangul_included(name: str) -> None:
 def test_two_charts_on_one_page_share_no_id() -> None:
     ids = [set(re.findall(r'\bid="([^"]+)"', CHARTS[name](SUMMARY))) for name in CHARTS]
     assert all(ids)
-    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert all(not (a & b) for i, a in enumerate(ids) for b in ids[i + 1:])
     for name in CHARTS:  # every reference points into its own chart
         svg = CHARTS[name](SUMMARY)
         own = set(re.findall(r'\bid="([^"]+)"', svg))
@@ -63,9 +68,32 @@ def test_two_charts_on_one_page_share_no_id() -> None:
 def test_nothing_to_draw_is_no_chart() -> None:
     assert charts.metric_by_shots([], "accuracy") is None
     assert charts.metric_by_shots([row("greedy", 0, accuracy=None)], "accuracy") is None
-    assert charts.repetition_by_setting([]) is None
+    assert charts.bars_by_setting([], ["repetition"]) is None
+    assert charts.bars_by_setting(SUMMARY, []) is None
     assert charts.likelihood_vs_repetition([row("greedy", 0, logprob=None)]) is None
+    assert charts.answer_distribution([], [], ["기쁨"]) is None
     assert charts.grouped_bars([], {}, "accuracy", "t") is None
+
+
+def _error_bars(svg: str) -> list[str]:
+    """The error bars' segments: matplotlib draws them as line collections."""
+    groups = re.findall(r'<g id="c[0-9a-f]+-LineCollection_\d+">(.*?)</g>', svg, re.S)
+    return [d for group in groups for d in re.findall(r'<path d="([^"]+)"', group)]
+
+
+def test_error_bars_are_drawn_from_the_interval_columns() -> None:
+    bare = [{k: v for k, v in r.items() if not k.endswith(("_low", "_high"))} for r in SUMMARY]
+    # one vertical segment per point (and its legend entry's), none without intervals
+    assert len(_error_bars(charts.metric_by_shots(SUMMARY, "accuracy"))) >= len(SUMMARY)
+    assert _error_bars(charts.metric_by_shots(bare, "accuracy")) == []
+    assert len(_error_bars(charts.bars_by_setting(SUMMARY, ["repetition"]))) >= len(SUMMARY)
+    assert _error_bars(charts.bars_by_setting(bare, ["repetition"])) == []
+
+
+def test_a_baseline_is_a_labelled_line() -> None:
+    svg = charts.metric_by_shots(SUMMARY, "accuracy", ("always “중립”: 0.300", 0.3))
+    assert ">always “중립”: 0.300<" in svg
+    assert charts.metric_by_shots(SUMMARY, "accuracy") != svg
 
 
 def test_rows_without_a_log_probability_are_left_out_of_the_trade_off() -> None:
@@ -78,8 +106,16 @@ def test_rows_without_a_log_probability_are_left_out_of_the_trade_off() -> None:
 def test_grouped_bars_name_every_series() -> None:
     svg = charts.grouped_bars(["greedy 0-shot", "beam 0-shot"],
                               {"A: default": [0.5, 0.7], "B: tuned": [0.6, None]},
-                              "accuracy", "accuracy per setting")
+                              "accuracy", "accuracy per setting",
+                              {"A: default": [(0.4, 0.6), (0.6, 0.8)]})
     assert ">A: default<" in svg and ">B: tuned<" in svg and ">greedy 0-shot<" in svg
+    assert len(_error_bars(svg)) == 2  # run A's two bars; B has no interval
+
+
+def test_the_answer_chart_names_every_label() -> None:
+    svg = CHARTS["answer_distribution"](SUMMARY)
+    for name in ("기쁨", "슬픔", "no label", "references"):
+        assert f">{name}<" in svg
 
 
 @pytest.mark.parametrize("name", CHARTS)

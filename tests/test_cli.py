@@ -77,8 +77,11 @@ def test_list_shows_the_presets_and_the_shipped_tasks(capsys) -> None:
         assert f"  {name} " in out
     for path in SHIPPED:
         assert path.name in out
-    assert "invalid" not in out
+    assert "(invalid:" not in out  # every shipped task loads
     assert "num_beams=5" in out
+    # and every metric, with the kinds that have it and its meaning
+    assert "  macro_f1     ↑ classification" in out
+    assert "  length         every kind" in out
 
 
 def test_version_exits_cleanly(capsys) -> None:

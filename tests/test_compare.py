@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.compare import compare, delta_text, deltas, direction, load_runs
+from harness.compare import compare, deltas, load_runs
 from harness.errors import HarnessError
 from harness.pipeline import execute, new_run_dir, prepare
 
@@ -54,16 +54,39 @@ def test_deltas_per_setting_and_shots(two_runs) -> None:
     runs = load_runs(list(two_runs))
     keys, columns, table = deltas(runs)
     assert keys == [("greedy", 0), ("greedy", 1), ("beam", 0), ("beam", 1)]
-    assert columns[:2] == ["accuracy", "invalid"] and "n" not in columns
+    assert columns[:3] == ["accuracy", "macro_f1", "invalid"] and "n" not in columns
     accuracy = table[("greedy", 0)]["accuracy"]
     assert accuracy["values"] == [0.5, 0.75]
+    assert accuracy["lows"][0] <= 0.5 <= accuracy["highs"][0]
     assert accuracy["deltas"] == [pytest.approx(0.25)]
-    assert direction("accuracy", 0.25) == "up" and direction("invalid", 1.0) == "down"
-    assert direction("length", 1.0) == "" and direction("accuracy", 0.0) == "same"
-    assert direction("logprob", -0.00004) == "same"  # nothing that shows at 3 decimals
-    assert delta_text("logprob", -0.00004) == "0.000" and delta_text("accuracy", 0.25) == "+0.250"
-    assert delta_text("invalid", -1.0) == "-1" and delta_text("bleu", None) == "–"
+    # B is right on item 2 where A is not, and on no item where A is wrong: one discordant
+    # item, McNemar p = 1; not a change anyone should believe
+    (change,) = accuracy["changes"]
+    assert (change.items, change.test, change.p) == (4, "McNemar", 1.0)
+    assert accuracy["marks"] == ["same"] and accuracy["p_holm"] == [1.0]
+    assert table[("greedy", 0)]["length"]["marks"] == [""]  # no better direction
     assert [run.label.split(" · ")[0] for run in runs] == ["default", "tuned"]
+
+
+def test_a_change_on_every_item_is_significant(write_task, tmp_path, fake_backend) -> None:
+    rows = [{"text": f"{q} 문장 {i}", "label": label} for i in range(3)
+            for q, label in zip(QUERIES, ["기쁨", "슬픔", "분노", "중립"], strict=True)][:10]
+    path = write_task(rows=rows, shots=[0], decoding={"presets": ["greedy"]})
+    before = make_run(path, tmp_path / "r", fake_backend, "default", ["?"] * 4)
+    after = make_run(path, tmp_path / "r", fake_backend, "tuned",
+                     ["기쁨", "슬픔", "분노", "중립"])
+    _, _, table = deltas(load_runs([before, after]))
+    accuracy = table[("greedy", 0)]["accuracy"]
+    assert accuracy["values"] == [0.0, 1.0]
+    # right on all 10 items after, on none before: McNemar 2/2^10, one comparison per metric
+    assert accuracy["changes"][0].p == 2 / 1024 and accuracy["p_holm"] == [2 / 1024]
+    assert accuracy["marks"] == ["up"]
+    # every answer named no label before, none after: fewer invalid answers is better
+    assert table[("greedy", 0)]["invalid"]["deltas"] == [-1.0]
+    assert table[("greedy", 0)]["invalid"]["marks"] == ["up"]
+    _, _, back = deltas(load_runs([after, before]))
+    assert back[("greedy", 0)]["accuracy"]["marks"] == ["down"]
+    assert back[("greedy", 0)]["accuracy"]["changes"][0].p == 2 / 1024
 
 
 def test_compare_writes_a_page_and_a_csv(two_runs, tmp_path) -> None:
@@ -72,7 +95,8 @@ def test_compare_writes_a_page_and_a_csv(two_runs, tmp_path) -> None:
     page = page_path.read_text(encoding="utf-8")
     assert not re.search(r"https?://|url\(|<link|<script[^>]*\ssrc=", page)
     assert page.count("<script>") == 1
-    assert "+0.250" in page and 'class="num delta up"' in page
+    assert "+0.250" in page and 'class="num delta same"' in page
+    assert re.search(r"\+0.250<span class=\"ci\">\[0.00, 0.[57][05]\]<", page)  # its interval
     assert "tuned · " in page and two_runs[0].name in page
     data = page_data(page)
     # only item 2 differs, in each of the 4 setting × shots rows, one column per run
@@ -87,6 +111,8 @@ def test_compare_writes_a_page_and_a_csv(two_runs, tmp_path) -> None:
     row = next(r for r in rows
                if (r["setting"], r["shots"], r["metric"]) == ("greedy", "0", "accuracy"))
     assert float(row["B-A"]) == pytest.approx(0.25)
+    assert (row["B-A p"], row["B-A p Holm"], row["B-A test"]) == ("1.0", "1.0", "McNemar")
+    assert float(row["A low"]) <= 0.5 <= float(row["A high"])
 
 
 def test_compare_uses_the_items_every_run_has(write_task, tmp_path, fake_backend) -> None:

@@ -258,7 +258,7 @@ def test_a_run_being_written_cannot_be_resumed_or_rescored(task, tmp_path, fake,
 def tiny_model(hf_model_dir, monkeypatch) -> Path:
     """The tiny Hugging Face model, in batches of 6 rows (so the runs have many)."""
     monkeypatch.setattr(engines, "open_backend",
-                        lambda name, model, device="auto", fast=True:
+                        lambda name, model, device="auto", fast=True, parallel=None:
                         HFBackend(load_model(model, "cpu"), rows=6, fast=fast))
     return hf_model_dir
 

@@ -6,35 +6,33 @@ from typing import Any
 
 import pytest
 
+from harness import corpus, metrics
 from harness.metrics import (
-    HIGHER_IS_BETTER,
-    MAIN_METRIC,
+    METRICS,
     aggregate,
-    bleu,
     char_f1,
-    chrf,
     contains_answer,
     distinct_n,
     exact_match,
     first_label,
-    mean,
     normalize,
     repeated_ngram_rate,
     repeated_ngram_rate_ids,
     score_sample,
 )
 
-COMMON_TAIL = [
-    "distinct_1",
-    "distinct_2",
-    "repetition",
-    "length",
-    "logprob",
-    "stop_eos",
-    "stop_string",
-    "stop_length",
-    "n",
-]
+
+def bleu(outputs: list[str], references: list[str]) -> float:
+    """Corpus BLEU as the summary computes it: summed per-output statistics."""
+    return float(corpus.bleu_score(corpus.bleu_stats(outputs, references).sum(axis=0)))
+
+
+def chrf(outputs: list[str], references: list[str]) -> float:
+    return float(corpus.chrf_score(corpus.chrf_stats(outputs, references).sum(axis=0)))
+
+
+COUNTS = ["stop_eos", "stop_string", "stop_length", "n"]
+GENERATED_TAIL = ["distinct_1", "distinct_2", "repetition", "length", "logprob", *COUNTS]
 
 
 def make_row(
@@ -233,14 +231,6 @@ def test_repeated_ngram_rate_ids(ids: list[int], n: int, expected: float) -> Non
     assert repeated_ngram_rate_ids(ids, n) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(
-    ("values", "expected"),
-    [([1.0, None, 2.0], 1.5), ([0.0], 0.0), ([], None), ([None, None], None)],
-)
-def test_mean(values: list[float | None], expected: float | None) -> None:
-    assert mean(values) == expected
-
-
 # ---------------------------------------------------------------- score_sample
 
 
@@ -250,7 +240,6 @@ def test_score_sample_classification() -> None:
         "predicted": "부정",
         "correct": 1.0,
         "invalid": 0.0,
-        "repetition": 0.0,
     }
     assert score_sample("classification", "긍정", ["부정"], labels)["correct"] == 0.0
     wrong = score_sample("classification", "모르겠어요", ["부정"], labels)
@@ -274,6 +263,7 @@ def test_score_sample_translation() -> None:
 def test_score_sample_generation() -> None:
     assert score_sample("generation", "a b c a b c", [], None) == {
         "correct": None,
+        "f1": None,  # no reference to compare with
         "repetition": 0.25,
     }
     with_ref = score_sample("generation", "세종대왕이다", ["세종대왕"], None)
@@ -297,17 +287,16 @@ def test_aggregate_classification() -> None:
             "classification", "잘 모르 겠 잘 모르 겠", ["부정"], 7, -2.0, "length", labels
         ),
     ]
-    result = aggregate("classification", rows)
-    assert list(result) == ["accuracy", "invalid", *COMMON_TAIL]
-    # 10 tokens / 6 distinct; bigrams 1 + 1 + 5 = 7 / 5 distinct;
-    # 3-gram repetition per row 0, 0, 1/4.
+    result = aggregate("classification", rows, labels)
+    assert list(result) == ["accuracy", "macro_f1", "invalid", "length", "logprob", *COUNTS]
+    # 긍정: answered once, rightly, of 2 references -> F1 2*1/(2+1) = 2/3; 부정: answered
+    # once, wrongly, its one reference unanswered -> F1 0; macro-F1 1/3. One output of
+    # three names no label.
     assert result == pytest.approx(
         {
             "accuracy": 1 / 3,
-            "invalid": 1.0,
-            "distinct_1": 0.6,
-            "distinct_2": 5 / 7,
-            "repetition": 1 / 12,
+            "macro_f1": 1 / 3,
+            "invalid": 1 / 3,
             "length": 4.0,
             "logprob": -1.5,
             "stop_eos": 2.0,
@@ -324,14 +313,13 @@ def test_aggregate_qa() -> None:
         make_row("qa", "서울.", ["서울", "서울특별시"], 2, -1.5, "eos"),
     ]
     result = aggregate("qa", rows)
-    assert list(result) == ["exact_match", "f1", "contains", *COMMON_TAIL]
+    assert list(result) == ["exact_match", "f1", "contains", "repetition", "length",
+                            "logprob", *COUNTS]
     assert result == pytest.approx(
         {
             "exact_match": 0.5,
             "f1": 0.9,
             "contains": 1.0,
-            "distinct_1": 1.0,
-            "distinct_2": 0.0,
             "repetition": 0.0,
             "length": 3.0,
             "logprob": -1.0,
@@ -350,7 +338,7 @@ def test_aggregate_translation_uses_first_reference() -> None:
         make_row("translation", "a dog ran", ["a dog ran"], 3, -0.4, "stop"),
     ]
     result = aggregate("translation", rows)
-    assert list(result) == ["bleu", "chrf", *COMMON_TAIL]
+    assert list(result) == ["bleu", "chrf", *GENERATED_TAIL]
     assert result["bleu"] == pytest.approx(100.0)
     assert result["chrf"] == pytest.approx(100.0)
     # 9 tokens, "the" twice -> 8 distinct; bigrams 5 + 2, all distinct.
@@ -375,7 +363,7 @@ def test_aggregate_generation_without_references() -> None:
         make_row("generation", "x y", [], 2, -3.0, "eos"),
     ]
     result = aggregate("generation", rows)
-    assert list(result) == COMMON_TAIL
+    assert list(result) == GENERATED_TAIL
     # tokens a b c a b c x y: 8 / 5 distinct; bigrams ab bc ca ab bc | xy: 6 / 4 distinct.
     assert result["distinct_1"] == pytest.approx(5 / 8)
     assert result["distinct_2"] == pytest.approx(4 / 6)
@@ -389,7 +377,7 @@ def test_aggregate_generation_with_references() -> None:
         make_row("generation", "free text", [], 2, -2.0, "eos"),  # no reference: skipped
     ]
     result = aggregate("generation", rows)
-    assert list(result) == ["f1", "chrf", *COMMON_TAIL]
+    assert list(result) == ["f1", "chrf", *GENERATED_TAIL]
     assert result["f1"] == pytest.approx(0.8)  # P = 1, R = 2/3
     assert result["chrf"] == pytest.approx(700 / 11)  # see test_chrf_partial
 
@@ -405,17 +393,100 @@ def test_aggregate_unknown_kind() -> None:
         aggregate("ranking", [])
 
 
-# ---------------------------------------------------------------- report tables
+# ---------------------------------------------------------------- the registry
 
 
-def test_main_metrics_are_higher_is_better() -> None:
-    assert set(MAIN_METRIC) == {"classification", "qa", "translation", "generation"}
-    for key in MAIN_METRIC.values():
-        assert HIGHER_IS_BETTER[key] is True
+def test_every_metric_says_what_it_is_and_how_to_draw_it() -> None:
+    names = [m.name for m in METRICS]
+    assert len(names) == len(set(names))
+    for metric in METRICS:
+        assert metric.help and metric.label, metric.name
+        assert set(metric.kinds) <= set(metrics.KINDS), metric.name
+        assert metric.count == (metric.stats is not None and metric.score is not None
+                                and metric.higher is None and metric.name in COUNTS)
 
 
-def test_higher_is_better_directions() -> None:
-    assert HIGHER_IS_BETTER["repetition"] is False
-    assert HIGHER_IS_BETTER["invalid"] is False
-    for neutral in ("n", "length", "stop_eos", "stop_string", "stop_length"):
-        assert neutral not in HIGHER_IS_BETTER
+def test_the_main_metrics_are_scores() -> None:
+    for kind, names in metrics.MAIN.items():
+        for name in names:
+            assert kind in metrics.get(name).kinds and metrics.get(name).higher is True
+
+
+def test_directions() -> None:
+    assert metrics.get("repetition").higher is False and metrics.get("invalid").higher is False
+    for neutral in ("length", "logprob", *COUNTS):
+        assert metrics.get(neutral).higher is None
+
+
+def test_sample_fields_come_from_the_registry() -> None:
+    assert metrics.SAMPLE_FIELDS == ("predicted", "correct", "invalid", "exact_match", "f1",
+                                     "contains", "repetition")
+
+
+def test_each_kind_has_its_metrics() -> None:
+    assert metrics.metric_names("classification") == ["accuracy", "macro_f1", "invalid",
+                                                      "length", "logprob"]
+    assert "chrf" in metrics.metric_names("generation")
+    assert "repetition" not in metrics.metric_names("classification")
+    assert [m.name for m in metrics.for_kind("generation", references=False)][:2] == [
+        "distinct_1", "distinct_2"]
+    with pytest.raises(ValueError):
+        metrics.for_kind("ranking")
+
+
+def test_adding_a_metric_is_one_entry(monkeypatch, tmp_path, capsys) -> None:
+    """One new entry in METRICS, and every part of the harness has the metric."""
+    import csv
+    import json
+
+    from harness import cli
+    from harness.metrics import Metric
+    from harness.report import write_all
+    from harness.schema import task_schema
+    from harness.tasks import Task
+    from tests.conftest import BASE_TASK
+
+    short = Metric("short", "share of answers of three characters or fewer", "short answers",
+                   kinds=("classification",), sample=lambda o: float(len(o.text) <= 3),
+                   binary=True)
+    monkeypatch.setattr(metrics, "METRICS", (*metrics.METRICS, short))
+
+    # scored for each output, and kept in the record's score fields
+    labels = ["기쁨", "슬픔"]
+    assert score_sample("classification", "기쁨", ["기쁨"], labels)["short"] == 1.0
+    assert "short" in metrics.SAMPLE_FIELDS
+    # a task may choose it (a task of another kind may not), and the schema offers it
+    assert Task.model_validate({**BASE_TASK, "metrics": ["short"]}).metrics == ["short"]
+    with pytest.raises(ValueError, match="'short' is not a metric of a qa task"):
+        Task.model_validate({**BASE_TASK, "kind": "qa", "labels": None, "metrics": ["short"]})
+    enum = task_schema()["properties"]["metrics"]["anyOf"][0]["items"]["enum"]
+    assert "short" in enum
+    # summarised with its interval and marks, explained in the page, written to the CSVs
+    records = []
+    for setting, answer in (("greedy", "기쁨"), ("beam", "기쁨이라고 생각해요")):
+        for item in range(8):
+            row = {"task": "t", "item": item, "shots": 0, "setting": setting, "seed": None,
+                   "sequence": 0, "prompt": "p", "output": answer, "raw_output": answer,
+                   "references": ["기쁨"], "n_tokens": 2, "mean_logprob": -1.0,
+                   "stop_reason": "stop"}
+            records.append(row | score_sample("classification", answer, ["기쁨"], labels))
+    run = {"task": {"name": "t", "kind": "classification", "labels": labels,
+                    "metrics": ["short", "accuracy"]},
+           "model": {"name": "m", "type": "gpt2", "device": "cpu", "dtype": "float32"},
+           "started_at": "2026-12-04T00:00:00+09:00", "timings": {}}
+    write_all(tmp_path, run, records)
+    with (tmp_path / "summary.csv").open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[2:7] == ["short", "short_low", "short_high", "short_mark", "short_p"]
+    assert [(r["setting"], r["short"], r["short_mark"]) for r in rows] == [
+        ("greedy", "1.0", "best"), ("beam", "0.0", "worse")]
+    assert float(rows[1]["short_p"]) == 2 / 256  # McNemar, 8 items to none
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'title="share of answers of three characters or fewer">short' in page
+    assert ">short answers by shot count<" in page  # the chart of the first column
+    with (tmp_path / "results.csv").open(encoding="utf-8-sig") as handle:
+        assert "short" in next(csv.reader(handle))
+    assert json.dumps(records[0], ensure_ascii=False).count('"short": 1.0') == 1
+    # and `harness list` describes it
+    assert cli.main(["list"]) == 0
+    assert "short        ↑ classification" in capsys.readouterr().out

@@ -73,7 +73,7 @@ def test_execute_writes_samples_run_json_and_reports(write_task, tmp_path, fake_
     records = execute(plan, fake_backend, run_dir)
 
     assert {p.name for p in run_dir.iterdir()} == {
-        "samples.jsonl", "run.json", "results.csv", "summary.csv", "index.html"
+        "samples.jsonl", "run.json", "results.csv", "summary.csv", "labels.csv", "index.html"
     }
     assert len(records) == plan.n_outputs == 8 + 8 * 3
     assert len(load_records(run_dir / "samples.jsonl")) == len(records)

@@ -81,6 +81,34 @@ def test_examples_come_from_the_fewshot_pool_when_there_is_one(write_task, tmp_p
         assert "풀에서 온 예시" in p.text and "또 다른 예시" in p.text
 
 
+def test_fewshot_order_first_gives_every_item_the_pools_first_rows(write_task,
+                                                                   tmp_path) -> None:
+    rows = [{"text": f"예시 문장 {n}", "label": "중립"} for n in range(1, 7)]
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    prompts, items = prompts_of(write_task, fewshot="pool.jsonl", shots=[0, 1, 3], prompt=PROMPT,
+                                fewshot_order="first")
+    for p in prompts:
+        assert p.examples == [0, 1, 2][:p.shots]  # the same first rows, in the file's order
+        assert p.text.startswith("감정을 고르세요.\n\n" + "".join(
+            f"문장: 예시 문장 {n}\n감정: 중립\n\n" for n in range(1, p.shots + 1)))
+    # by default each item draws its own order: not every item starts with the first row
+    shuffled, _ = prompts_of(write_task, fewshot="pool.jsonl", shots=[3], prompt=PROMPT)
+    assert any(p.examples != [0, 1, 2] for p in shuffled)
+    assert len(prompts) == 3 * len(items)
+
+
+def test_fewshot_order_first_skips_the_item_itself_when_examples_come_from_the_data(
+        write_task) -> None:
+    prompts, _ = prompts_of(write_task, shots=[2], prompt=PROMPT, fewshot_order="first")
+    assert [p.examples for p in prompts] == [[1, 2], [0, 2], [0, 1], [0, 1]]
+
+
+def test_fewshot_order_takes_two_values(write_task) -> None:
+    with pytest.raises(HarnessError, match="fewshot_order"):
+        load_task(write_task(fewshot_order="random"))
+
+
 def test_a_pool_holding_the_item_itself_never_shows_it_nor_shortens_the_shots(
     write_task, tmp_path, emotion_rows
 ) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from harness.metrics import score_sample
 from harness.report import render_html, summarize, write_all, write_csv
+from harness.tables import text
 
 LABELS = ["기쁨", "슬픔", "분노"]
 
@@ -104,20 +105,22 @@ def test_summarize_groups_by_setting_and_shots() -> None:
     accuracy = {(row["setting"], row["shots"]): row["accuracy"] for row in summary}
     assert accuracy == {("greedy", 0): 0.5, ("greedy", 1): 1.0, ("beam", 0): 0.0}
     assert [row["n"] for row in summary] == [2.0, 2.0, 2.0]
-    assert summary[2]["invalid"] == 1.0
+    assert summary[2]["invalid"] == 0.5  # a share: one of beam's two outputs names no label
+    # each metric carries its 95% interval over items; greedy at 1 shot is right on both
+    assert (summary[1]["accuracy_low"], summary[1]["accuracy_high"]) == (1.0, 1.0)
+    assert summary[0]["accuracy_low"] <= 0.5 <= summary[0]["accuracy_high"]
 
 
 # ---------------------------------------------------------------- HTML
 
 
 class Cells(HTMLParser):
-    """The summary table's cells: rows of (class, text)."""
+    """The summary table's cells: rows of (class, value text, interval text)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[list[tuple[str, str]]] = []
-        self.in_summary = self.in_cell = False
-        self.cls = ""
+        self.rows: list[list[tuple[str, str, str]]] = []
+        self.in_summary = self.in_cell = self.in_interval = False
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -126,25 +129,33 @@ class Cells(HTMLParser):
         elif self.in_summary and tag == "tr":
             self.rows.append([])
         elif self.in_summary and tag == "td":
-            self.in_cell, self.cls = True, attrs.get("class") or ""
-            self.rows[-1].append((self.cls, ""))
+            self.in_cell = True
+            self.rows[-1].append((attrs.get("class") or "", "", ""))
+        elif self.in_cell and tag == "span" and attrs.get("class") == "ci":
+            self.in_interval = True
 
     def handle_endtag(self, tag):
         if tag == "table":
             self.in_summary = False
         if tag == "td":
             self.in_cell = False
+        if tag == "span":
+            self.in_interval = False
 
     def handle_data(self, data):
         if self.in_cell:
-            cls, text = self.rows[-1][-1]
-            self.rows[-1][-1] = (cls, text + data)
+            cls, text, interval = self.rows[-1][-1]
+            if self.in_interval:
+                self.rows[-1][-1] = (cls, text, interval + data)
+            else:
+                self.rows[-1][-1] = (cls, text + data, interval)
 
 
-def summary_cells(page: str) -> dict[str, list[tuple[str, str]]]:
+def summary_cells(page: str) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
+    """(setting, shots) -> the row's cells."""
     parser = Cells()
     parser.feed(page)
-    return {row[0][1]: row for row in parser.rows if row}
+    return {(row[0][1], row[1][1]): row for row in parser.rows if row}
 
 
 PAYLOADS = ["<script>alert(1)</script>", '<img src=x onerror="alert(2)">']
@@ -208,14 +219,15 @@ def test_the_html_loads_nothing_from_elsewhere(page: str) -> None:
 
 def test_the_html_marks_the_best_value_per_column(page: str) -> None:
     cells = summary_cells(page)
-    greedy, beam = cells["greedy"], cells["beam"]
+    greedy, beam = cells[("greedy", "0")], cells[("beam", "0")]
     accuracy = 2  # setting, shots, then the task's chosen metric first
-    assert greedy[accuracy][1] == "0.000" and "best" not in greedy[accuracy][0]
-    assert beam[accuracy][1] == "1.000" and "best" in beam[accuracy][0]
-    # invalid (lower is better): greedy named no label twice, beam never
-    invalid = 3
-    assert (greedy[invalid][1], beam[invalid][1]) == ("2", "0")
-    assert "best" in beam[invalid][0] and "best" not in greedy[invalid][0]
+    assert greedy[accuracy][:2] == ("num tied", "0.000")  # two items: nothing is certain
+    assert beam[accuracy][:2] == ("num best", "1.000")
+    assert (greedy[accuracy][2], beam[accuracy][2]) == ("[0.00, 0.00]", "[1.00, 1.00]")
+    # invalid (lower is better): greedy names no label in both outputs, beam in none
+    invalid = 4
+    assert (greedy[invalid][1], beam[invalid][1]) == ("1.000", "0.000")
+    assert beam[invalid][0] == "num best" and greedy[invalid][0] == "num tied"
 
 
 def test_identical_outputs_are_shown_once_with_a_count() -> None:
@@ -286,25 +298,31 @@ def test_the_summary_counts_invalid_answers_and_stop_reasons() -> None:
     text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page))
     assert "All 3 outputs: 1 name no label" in text
     assert "at end of sequence 1, at a stop string 1, at max_new_tokens 1." in text
-    greedy = summary_cells(page)["greedy"]
+    greedy = summary_cells(page)[("greedy", "0")]
     headings = re.findall(r"<th title=\"[^\"]*\">([^<]+)", page.split('id="summary"')[1])
     assert [h.strip() for h in headings][-4:] == ["eos", "stop str", "max len", "n"]
-    assert [cell[1] for cell in greedy[-4:]] == ["0", "1", "1", "2"]
+    assert [cell[1:] for cell in greedy[-4:]] == [("0", ""), ("1", ""), ("1", ""), ("2", "")]
 
 
 def test_a_column_where_every_row_ties_marks_nothing() -> None:
     page = render_html(RUN, [record("greedy", 0, 0, "기쁨"), record("beam", 0, 0, "기쁨")])
     cells = summary_cells(page)
-    assert not any("best" in cls for row in cells.values() for cls, _ in row)
+    assert not any(cls != "num" for row in cells.values() for cls, _, _ in row[2:])
 
 
-def test_the_page_holds_its_charts_as_inline_svg() -> None:
+def test_a_classification_page_holds_its_own_charts_as_inline_svg() -> None:
     records = [record(s, k, i, "기쁨 기쁨 기쁨 기쁨") for s in ("greedy", "top_p")
                for k in (0, 1) for i in (0, 1)]
     page = render_html(RUN, records)
     assert page.count("<svg") == 3 and page.count("<figcaption>") == 3
-    assert "accuracy by shot count" in page and "likely vs varied" in page
+    for title in ("accuracy by shot count", "macro-F1 by shot count",
+                  "what each setting answers, beside the references"):
+        assert f">{title}<" in page
     assert "greedy" in page.split('id="charts"')[1].split("</svg>")[0]
+    # answers are labels: nothing about looping or variety, which could only show zeros
+    assert "repeated 3-gram" not in page and "likely vs varied" not in page
+    # the commonest reference (기쁨, both items) is the dashed baseline
+    assert ">always “기쁨”: 1.000<" in page
 
 
 def test_the_summary_table_sorts_and_explains_its_columns(page: str) -> None:
@@ -316,11 +334,16 @@ def test_the_summary_table_sorts_and_explains_its_columns(page: str) -> None:
 def test_write_all_writes_the_report_files(tmp_path: Path) -> None:
     records = [record("greedy", 0, 0, "기쁨"), record("beam", 0, 0, "슬픔")]
     write_all(tmp_path, RUN, records)
-    assert {p.name for p in tmp_path.iterdir()} == {"results.csv", "summary.csv", "index.html"}
+    assert {p.name for p in tmp_path.iterdir()} == {"results.csv", "summary.csv", "labels.csv",
+                                                    "index.html"}
     summary = read_csv(tmp_path / "summary.csv")
-    assert [(r["setting"], r["shots"], r["accuracy"]) for r in summary] == [
-        ("greedy", "0", "1.0"), ("beam", "0", "0.0")
-    ]
+    assert [(r["setting"], r["shots"], r["accuracy"], r["accuracy_low"], r["accuracy_high"])
+            for r in summary] == [("greedy", "0", "1.0", "1.0", "1.0"),
+                                  ("beam", "0", "0.0", "0.0", "0.0")]
+    assert list(summary[0])[:9] == ["setting", "shots", "accuracy", "accuracy_low",
+                                    "accuracy_high", "accuracy_mark", "accuracy_p", "macro_f1",
+                                    "macro_f1_low"]
+    assert "n" in summary[0] and "n_low" not in summary[0]  # a count has no interval
     # re-rendering from the same records gives the same page
     assert (tmp_path / "index.html").read_text(encoding="utf-8") == render_html(RUN, records)
 
@@ -347,5 +370,81 @@ def test_a_nan_log_probability_is_null_in_the_pages_json() -> None:
 
 def test_write_all_leaves_no_scratch_files(tmp_path: Path) -> None:
     write_all(tmp_path, RUN, [record("greedy", 0, 0, "기쁨")])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "results.csv",
-                                                          "summary.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index.html", "labels.csv",
+                                                          "results.csv", "summary.csv"]
+
+
+# ---------------------------------------------------------------- intervals and marks
+
+REFS = ["The sky is clear today.", "It rained all night.", "We walked to the station.",
+        "The soup is too salty.", "My brother plays the piano.", "The library opens at nine.",
+        "She forgot her umbrella again.", "The train was ten minutes late.",
+        "I would like a cup of tea.", "The children laughed at the clown.",
+        "He fixed the broken chair.", "Autumn leaves cover the road."]
+TRANSLATION = {**RUN, "task": {"name": "translation", "kind": "translation",
+                               "metrics": ["chrf", "bleu"]}}
+
+
+def translated(setting: str, item: int, output: str) -> dict[str, Any]:
+    rec = record(setting, 0, item, output, reference=REFS[item])
+    return {k: v for k, v in rec.items() if k not in ("predicted", "invalid")} | score_sample(
+        "translation", output, [REFS[item]], None)
+
+
+def translation_records() -> list[dict[str, Any]]:
+    """greedy translates every item word for word; beam answers nonsense on every item."""
+    return ([translated("greedy", i, ref) for i, ref in enumerate(REFS)]
+            + [translated("beam", i, "000 111") for i in range(len(REFS))])
+
+
+def test_a_translation_report_shows_intervals_error_bars_and_marks() -> None:
+    page = render_html(TRANSLATION, translation_records())
+    cells = summary_cells(page)
+    greedy, beam = cells[("greedy", "0")], cells[("beam", "0")]
+    # chrF first: 100 against 0, better on every one of 12 items; of the 2^12 swaps only
+    # "none" and "all" reach that difference: p = 2/4096, one comparison, so Holm keeps it
+    assert greedy[2] == ("num best", "100.0", "[100.0, 100.0]")
+    assert beam[2] == ("num worse", "0.0", "[0.0, 0.0]")
+    title = re.search(r'<td class="num worse"[^>]*title="([^"]*)"', page).group(1)
+    assert "significantly worse than the best at this shot count (greedy): -100.0" in title
+    assert "p &lt; 0.001 (randomization; Holm: p &lt; 0.001)" in title
+    table = page.split('data-metric="chrf"')[1].split("</table>")[0]
+    assert "<td>beam</td><td>greedy</td>" in table and ">worse<" in table
+    chart = page.split('id="charts"')[1]
+    assert "chrF by shot count" in chart and "LineCollection" in chart  # error bars
+
+
+def test_the_terminal_summary_names_what_is_significantly_worse() -> None:
+    from harness.summary import Summary
+
+    shown = text(Summary("translation", translation_records(), None, ["chrf", "bleu"]))
+    lines = shown.splitlines()
+    assert lines[0].split() == ["setting", "shots", "chrf", "bleu", "distinct_1", "distinct_2"]
+    assert lines[1].startswith("greedy") and "100.0 [100.0, 100.0] *" in lines[1]
+    assert "0.0 [0.0, 0.0] v" in lines[2]
+    assert lines[-1] == ("0-shot chrf: best greedy 100.0 [100.0, 100.0]; significantly worse: "
+                         "beam 0.0 (-100.0 [-100.0, -100.0], p < 0.001 (randomization; Holm: "
+                         "p < 0.001))")
+
+
+def test_translation_with_hardly_any_loops_draws_no_repetition_chart() -> None:
+    records = translation_records()
+    records[0] = {**records[0], "repetition": 0.004}  # one repeated 3-gram in 250
+    page = render_html(TRANSLATION, records)
+    assert "likely vs varied" not in page and "repeated 3-gram rate (lower" not in page
+    records[0] = {**records[0], "repetition": 0.25}
+    page = render_html(TRANSLATION, records)
+    assert "likely vs varied" in page and ">repeated 3-gram rate (lower is better)<" in page
+
+
+def test_generation_without_loops_draws_no_chart_of_zeros() -> None:
+    run = {**RUN, "task": {"name": "gen", "kind": "generation", "metrics": None}}
+    records = [{**record(s, 0, i, f"대답 {i} 입니다"), "references": []} for s in ("greedy", "top_p")
+               for i in range(3)]
+    records = [{k: v for k, v in r.items() if k not in ("predicted", "invalid")}
+               | score_sample("generation", r["output"], [], None) for r in records]
+    page = render_html(run, records)
+    assert "likely vs varied" not in page  # every repetition rate is 0
+    assert ">distinct-2 (higher is better)<" in page
+    assert ">repeated 3-gram rate (lower is better)<" not in page
+    assert "chrF" not in page.split('id="summary"')[1].split("</table>")[0]  # no references

@@ -25,15 +25,18 @@
           const v = cell.dataset.v !== undefined ? cell.dataset.v : cell.textContent.trim();
           return v === "" || isNaN(Number(v)) ? v : Number(v);
         };
-        const rows = Array.from(table.tBodies[0].rows);
-        rows.sort((a, b) => {
-          const x = value(a), y = value(b);
-          if (x === y) return 0;
-          if (x === "") return 1;  // empty cells last either way
-          if (y === "") return -1;
-          return (x < y ? -1 : 1) * (ascending ? 1 : -1);
+        // Each body (the summary's shot counts) sorts on its own, its heading row first.
+        Array.from(table.tBodies).forEach((body) => {
+          const rows = Array.from(body.rows).filter((row) => !row.classList.contains("group"));
+          rows.sort((a, b) => {
+            const x = value(a), y = value(b);
+            if (x === y) return 0;
+            if (x === "") return 1;  // empty cells last either way
+            if (y === "") return -1;
+            return (x < y ? -1 : 1) * (ascending ? 1 : -1);
+          });
+          rows.forEach((row) => body.appendChild(row));
         });
-        rows.forEach((row) => table.tBodies[0].appendChild(row));
       });
     });
   });
