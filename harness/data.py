@@ -1,4 +1,7 @@
-"""Reading the items a task evaluates: CSV, TSV or JSONL files, or inline lists."""
+"""Reading the items a task evaluates: CSV, TSV or JSONL files, or inline lists.
+
+Excel workbooks and Parquet files are read by ``table_formats``, with their own packages.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import table_formats
 from .errors import HarnessError
 
 Item = dict[str, Any]
@@ -39,15 +43,19 @@ def read_text(path: Path) -> tuple[str, str]:
 
 
 def read_table(path: Path) -> list[Item]:
-    """Read the rows of a CSV, TSV or JSONL file as mappings from column to value."""
-    text, _ = read_text(path)
+    """Read the rows of a CSV, TSV, JSONL, .xlsx or .parquet file as mappings from
+    column to value."""
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = _read_jsonl(path, text)
-    elif suffix in (".csv", ".tsv"):
-        rows = _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
+    if suffix in table_formats.READERS:
+        rows = table_formats.READERS[suffix](path)
+    elif suffix in (".csv", ".tsv", ".jsonl"):
+        text, _ = read_text(path)
+        if suffix == ".jsonl":
+            rows = _read_jsonl(path, text)
+        else:
+            rows = _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
     else:
-        raise HarnessError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv or .jsonl")
+        raise HarnessError(table_formats.unknown_format(path))
     if not rows:
         raise HarnessError(f"{path}: no items in the data file")
     return rows

@@ -106,26 +106,37 @@ def best_values(summary: list[dict[str, Any]], columns: list[str]) -> dict[str, 
 # ---------------------------------------------------------------- CSV
 
 
+def result_row(record: Record) -> dict[str, Any]:
+    """One output as results.csv (and the Python API's ``Run.samples``) shows it: the
+    CSV_COLUMNS, with the first reference and all of them joined by " | "."""
+    refs = record.get("references") or []
+    row = {**record, "reference": refs[0] if refs else "", "references": " | ".join(refs)}
+    return {column: row.get(column) for column in CSV_COLUMNS}
+
+
 def write_csv(path: Path, records: list[Record]) -> None:
     """results.csv: one row per output, UTF-8 with a BOM so that Excel reads Hangul."""
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
         for record in records:
-            row = dict(record)
-            refs = record.get("references") or []
-            row["reference"] = refs[0] if refs else ""
-            row["references"] = " | ".join(refs)
-            writer.writerow({k: csv_cell(row.get(k)) for k in CSV_COLUMNS})
+            writer.writerow([csv_cell(v) for v in result_row(record).values()])
 
 
-def write_summary_csv(path: Path, summary: list[dict[str, Any]], columns: list[str]) -> None:
+def summary_table(task: dict[str, Any], records: list[Record]) -> tuple[list[str], list[list]]:
+    """summary.csv (and ``Run.summary``): its header and one row per setting × shots."""
+    summary = summarize(task["kind"], records)
+    columns = metric_columns(task["kind"], task.get("metrics"))
+    return ["setting", "shots", *columns], [
+        [row["setting"], row["shots"], *(row.get(c) for c in columns)] for row in summary
+    ]
+
+
+def write_summary_csv(path: Path, header: list[str], rows: list[list]) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["setting", "shots", *columns])
-        for row in summary:
-            values = (row.get(c) for c in columns)
-            writer.writerow([csv_cell(row["setting"]), row["shots"], *values])
+        writer.writerow(header)
+        writer.writerows([csv_cell(v) for v in row] for row in rows)
 
 
 def csv_cell(value: Any) -> Any:
@@ -173,7 +184,7 @@ def render_html(run: dict[str, Any], records: list[Record]) -> str:
         best=best_values(summary, columns),
         setting_args=_setting_args(run),
         totals=_totals(records),
-        charts=_charts(summary, main),
+        charts=figures(summary, main),
         filters=[("setting", "setting", settings), ("shots", "shots", [str(k) for k in shots])],
         marks=marks,
         classification=kind == "classification",
@@ -287,7 +298,7 @@ def _totals(records: list[Record]) -> dict[str, int]:
     }
 
 
-def _charts(summary: list[dict[str, Any]], main: str) -> list[dict[str, str]]:
+def figures(summary: list[dict[str, Any]], main: str) -> list[dict[str, str]]:
     """The report's figures with their captions; a chart with nothing to show is left out."""
     no_repeats = all(not row.get("repetition") for row in summary)
     quiet = " No output repeats a 3-gram here (short answers), so every rate is 0." if (
@@ -327,8 +338,6 @@ _fmt = fmt  # the name the command line imported first
 def write_all(run_dir: Path, run: dict[str, Any], records: list[Record]) -> None:
     """Write results.csv, summary.csv and index.html for a run's records."""
     task = run["task"]
-    summary = summarize(task["kind"], records)
-    columns = metric_columns(task["kind"], task.get("metrics"))
     write_csv(run_dir / "results.csv", records)
-    write_summary_csv(run_dir / "summary.csv", summary, columns)
+    write_summary_csv(run_dir / "summary.csv", *summary_table(task, records))
     (run_dir / "index.html").write_text(render_html(run, records), encoding="utf-8")
