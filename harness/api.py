@@ -21,7 +21,7 @@ from dataclasses import fields
 from functools import cached_property
 from numbers import Integral
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from . import frames, pipeline, records, report, runs, tasks
 from .errors import HarnessError
@@ -48,7 +48,7 @@ class Model:
         """Let go of the model's memory (and an engine's processes)."""
         self.backend.close()
 
-    def __enter__(self) -> Model:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,7 +119,9 @@ class Run:
         )
         main = report.metric_columns(task["kind"], task.get("metrics"))[0]
         charts = "".join(
-            f'<figure style="margin:8px 0">{chart["svg"]}'
+            # the report's charts at the width they were drawn for (the SVG fills its box)
+            f'<figure style="display:inline-block;vertical-align:top;max-width:100%;'
+            f'width:{690 if chart["wide"] else 460}px;margin:8px 16px 8px 0">{chart["svg"]}'
             f'<figcaption style="font-size:12px;color:#57606a">{html.escape(chart["caption"])}'
             "</figcaption></figure>"
             for chart in report.figures(report.summarize(task["kind"], self.records), main)
