@@ -16,12 +16,18 @@ from __future__ import annotations
 
 import html
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from functools import cached_property
 from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
+
+# In Jupyter without ipywidgets, tqdm.auto draws text progress bars, as in a terminal,
+# after a warning that names a file of its own installation: the bars are what matter.
+# Set before the imports below, which bring in transformers, which imports tqdm.auto.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from . import frames, pipeline, records, report, runs, tasks
 from .errors import HarnessError
@@ -133,7 +139,10 @@ class Run:
 
 
 def _formatter(column: str) -> Any:
-    return lambda value: report.fmt(value, column)
+    """A summary column's values as the report shows them (a dash where missing)."""
+    import pandas as pd
+
+    return lambda value: "–" if pd.isna(value) else report.fmt(value, column)
 
 
 def load(run_dir: str | Path) -> Run:

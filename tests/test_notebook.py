@@ -48,6 +48,8 @@ def test_the_lessons_notebook_runs_on_a_tiny_model(
     folders = {re.sub(r"-\d{8}-\d{6}(-\d+)?$", "", path.name) for path in out.iterdir()}
     assert {"opening", "emotion", "dialogue", "open_qa", "translation", "chitchat"} <= folders
     assert (out / "chitchat-model" / "finetune.json").exists()
+    shown = json.dumps([cell["outputs"] for cell in cells], ensure_ascii=False)
+    assert "Warning" not in shown  # e.g. tqdm's about widgets, which names a file of its own
     last = cells[-1]["outputs"][-1]["data"]
     assert "<svg" in last["text/html"] and "chitchat" in last["text/plain"]
 
