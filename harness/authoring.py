@@ -374,7 +374,7 @@ def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Co
         f"description: {q(f'{kind} on {Path(data).name}')}",
         "# classification | qa | translation | generation: picks the checks and the metrics.",
         f"kind: {kind}",
-        "# The items to evaluate: a CSV, TSV or JSONL file, relative to this file.",
+        "# The items to evaluate: a CSV, TSV, JSONL, .xlsx or .parquet file, relative to this file.",
         f"data: {q(data)}",
         "# Examples are drawn from data (never the item itself); to draw them from a separate",
         "# file of the same columns instead, name it here:",

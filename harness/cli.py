@@ -182,7 +182,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
         "finetune", help="fine-tune a model on question/answer pairs (the lessons' chit-chat)"
     )
     tune.add_argument("--model", default="default", help="default, a folder, .gguf or hub id")
-    tune.add_argument("--data", type=Path, required=True, help="CSV, TSV or JSONL of pairs")
+    tune.add_argument("--data", type=Path, required=True, help="CSV, TSV, JSONL, .xlsx or .parquet of pairs")
     tune.add_argument("--out", type=Path, required=True, help="the folder to write the model to")
     tune.add_argument("--question-column", default="Q", metavar="NAME", help="default Q")
     tune.add_argument("--answer-column", default="A", metavar="NAME", help="default A")
@@ -294,7 +294,7 @@ def _add_authoring(sub: argparse._SubParsersAction) -> None:
 
     new = sub.add_parser("new", help="write a starter task file for a data file")
     new.add_argument("name", help="the task's name: letters, digits, - and _")
-    new.add_argument("--data", type=Path, required=True, help="CSV, TSV or JSONL of the items")
+    new.add_argument("--data", type=Path, required=True, help="CSV, TSV, JSONL, .xlsx or .parquet of the items")
     new.add_argument(
         "--kind", default="classification", help="classification, qa, translation or generation"
     )

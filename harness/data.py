@@ -1,4 +1,7 @@
-"""Reading the items a task evaluates: CSV, TSV or JSONL files, or inline lists."""
+"""Reading the items a task evaluates: CSV, TSV or JSONL files, or inline lists.
+
+Excel workbooks and Parquet files are read by ``table_formats``, with their own packages.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import table_formats
 from .errors import HarnessError
 from .files import MiB, read_regular
 
@@ -38,15 +42,19 @@ def read_text(path: Path) -> tuple[str, str]:
 
 
 def read_table(path: Path) -> list[Item]:
-    """Read the rows of a CSV, TSV or JSONL file as mappings from column to value."""
+    """Read the rows of a CSV, TSV, JSONL, .xlsx or .parquet file as mappings from
+    column to value."""
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".csv", ".tsv"):
-        raise HarnessError(f"{path}: unknown data format {suffix!r}; use .csv, .tsv or .jsonl")
-    text, _ = read_text(path)
-    if suffix == ".jsonl":
-        rows = _read_jsonl(path, text)
+    if suffix in table_formats.READERS:
+        rows = table_formats.READERS[suffix](path, read_regular(path, "data file", MAX_DATA_BYTES))
+    elif suffix in (".csv", ".tsv", ".jsonl"):
+        text, _ = read_text(path)
+        if suffix == ".jsonl":
+            rows = _read_jsonl(path, text)
+        else:
+            rows = _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
     else:
-        rows = _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
+        raise HarnessError(table_formats.unknown_format(path))
     if not rows:
         raise HarnessError(f"{path}: no items in the data file")
     return rows

@@ -64,7 +64,12 @@ class Config:
 @dataclass
 class Result:
     out: Path
-    record: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)  # finetune.json
+
+    @property
+    def task_query(self) -> str:
+        """The prompt.query that asks the tuned model as it was trained."""
+        return self.record["format"]["task_query"]
 
 
 def check(cfg: Config) -> None:

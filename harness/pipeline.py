@@ -81,10 +81,12 @@ class Plan:
         )
 
 
-def prepare(task_path: str | Path, overrides: Overrides | None = None) -> Plan:
-    """Load and check a task, render every prompt and lay out every request."""
+def prepare(task: str | Path | LoadedTask, overrides: Overrides | None = None) -> Plan:
+    """Load and check a task (a task file, or one loaded already), render every prompt
+    and lay out every request."""
     overrides = overrides or Overrides()
-    task = load_task(task_path)
+    if not isinstance(task, LoadedTask):
+        task = load_task(task)
     if overrides.limit is not None:
         if overrides.limit < 1:
             raise HarnessError("--limit must be 1 or more")
@@ -349,7 +351,7 @@ LATEST = Path("<latest>")  # resume: the newest run of the task under ``out``
 class RunConfig:
     """Everything ``harness run`` takes."""
 
-    task: Path
+    task: Path | LoadedTask  # a task file, or a task loaded from a dict or YAML text
     overrides: Overrides = field(default_factory=Overrides)
     backend: str = "auto"  # auto, hf or vllm
     device: str = "auto"

@@ -57,31 +57,41 @@ def render_template(name: str, **context: Any) -> str:
 # ---------------------------------------------------------------- CSV
 
 
+def result_row(record: Record) -> dict[str, Any]:
+    """One output as results.csv (and the Python API's ``Run.samples``) shows it: the
+    ``csv_columns``, with the first reference and all of them joined by " | "."""
+    refs = record.get("references") or []
+    row = {**record, "reference": refs[0] if refs else "", "references": " | ".join(refs)}
+    return {column: row.get(column) for column in csv_columns()}
+
+
 def write_csv(path: Path, records: list[Record]) -> None:
     """results.csv: one row per output, UTF-8 with a BOM so that Excel reads Hangul."""
     columns = csv_columns()
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
+        writer = csv.writer(handle)
+        writer.writerow(columns)
         for record in records:
-            row = dict(record)
-            refs = record.get("references") or []
-            row["reference"] = refs[0] if refs else ""
-            row["references"] = " | ".join(refs)
-            writer.writerow({k: csv_cell(row.get(k)) for k in columns})
+            writer.writerow([csv_cell(v) for v in result_row(record).values()])
+
+
+def summary_table(summary: Summary) -> tuple[list[str], list[list[Any]]]:
+    """summary.csv (and the Python API's ``Run.summary``): its header and a row per
+    setting × shots; each metric with its 95% interval (``_low``, ``_high``) and, where a
+    direction is better, its mark among the settings at that shot count (``_mark``: best,
+    tied, worse) and Holm-adjusted p-value against the best."""
+    keys = summary.row_columns()
+    return ["setting", "shots", *keys], [
+        [row["setting"], row["shots"], *(row.get(k) for k in keys)] for row in summary.rows
+    ]
 
 
 def write_summary_csv(path: Path, summary: Summary) -> None:
-    """summary.csv: a row per setting × shots; each metric with its 95% interval (``_low``,
-    ``_high``) and, where a direction is better, its mark among the settings at that shot
-    count (``_mark``: best, tied, worse) and Holm-adjusted p-value against the best."""
-    keys = summary.row_columns()
+    header, rows = summary_table(summary)
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["setting", "shots", *keys])
-        for row in summary.rows:
-            writer.writerow([csv_cell(row["setting"]), row["shots"],
-                             *(csv_cell(row.get(k)) for k in keys)])
+        writer.writerow(header)
+        writer.writerows([csv_cell(v) for v in row] for row in rows)
 
 
 def write_labels_csv(path: Path, summary: Summary) -> None:
@@ -141,7 +151,7 @@ def render_html(run: dict[str, Any], records: list[Record],
         baseline=baseline,
         setting_args=_setting_args(run),
         totals=_totals(records),
-        charts=_charts(summary, baseline),
+        charts=figures(summary, baseline),
         filters=[("setting", "setting", settings), ("shots", "shots", [str(k) for k in shots])],
         marks=marks,
         classification=classification,
@@ -295,8 +305,8 @@ CAPTIONS = {
 }
 
 
-def _charts(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str, Any]]:
-    """The figures that fit the task's kind, with their captions; a chart that could only
+def figures(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str, Any]]:
+    """The report's figures that fit the task's kind, with their captions; a chart that could only
     show zeros, or nothing, is left out."""
     rows = summary.rows
     main = summary.columns[0]

@@ -19,6 +19,8 @@ MARK_HELP = {
     "worse": "significantly worse than the best at this shot count",
 }
 TERMINAL_MARKS = {"best": "*", "tied": " ", "worse": "v", None: " "}
+LEGEND = ("95% intervals over items; * best at its shot count, v significantly worse "
+          f"(paired test, Holm, p < {stats.ALPHA})")
 
 
 def fmt(value: Any, column: str = "") -> str:
@@ -222,8 +224,7 @@ def text(summary: Summary, width: int = 4) -> str:
     widths = [max(len(x) for x in col) for col in zip(header, *lines_in, strict=True)]
     table = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
              for line in [header, *lines_in]]
-    table.append("95% intervals over items; * best at its shot count, v significantly worse "
-                 f"(paired test, Holm, p < {stats.ALPHA})")
+    table.append(LEGEND)
     return "\n".join(table + findings(summary))
 
 

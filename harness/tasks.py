@@ -63,7 +63,8 @@ def _path_or_items(value: Any, handler: Any) -> Any:
         return handler(value)
     except ValidationError:
         raise ValueError(
-            "expected a CSV, TSV or JSONL path, or a list of mappings (column: value)"
+            "expected a CSV, TSV, JSONL, Excel (.xlsx) or Parquet path, or a list of "
+            "mappings (column: value)"
         ) from None
 
 
@@ -112,7 +113,8 @@ class Task(_Strict):
     description: str = Field("", description="one line for harness list and the report")
     kind: Kind = Field(description="picks the checks and the metrics")
     data: Source = Field(
-        description="CSV, TSV or JSONL path relative to the YAML, or an inline list"
+        description="CSV, TSV, JSONL, .xlsx or .parquet path relative to the YAML, or an "
+        "inline list"
     )
     fewshot: Source | None = Field(
         None, description="pool that examples are drawn from"
@@ -227,16 +229,30 @@ class LoadedTask(BaseModel):
 def load_task(path: str | Path) -> LoadedTask:
     """Load, validate and read the data of one task file."""
     path = Path(path)
-    text = _read_yaml_text(path)
+    return load_task_text(_read_yaml_text(path), path, path.parent)
+
+
+def load_task_text(text: str, source: Path, base: Path) -> LoadedTask:
+    """A task written as YAML text; ``source`` names it in messages, data paths are
+    relative to ``base``."""
     with _collector_paused():
-        raw, root = _parse_yaml(path, text)
+        raw, root = _parse_yaml(source, text)
+        return load_task_mapping(raw, source, base, root)
+
+
+def load_task_mapping(
+    raw: dict[str, Any], source: Path, base: Path, root: yaml.Node | None = None
+) -> LoadedTask:
+    """A task given as a mapping of fields (a task file once parsed, or a dict from
+    Python); ``root``, the parsed YAML, lets messages name the line."""
+    with _collector_paused():
         try:
             spec = Task.model_validate(raw)
         except ValidationError as exc:
-            raise HarnessError(_explain(path, exc, root)) from None
-    items = _read_items(path, spec.data, "data")
-    pool = _read_items(path, spec.fewshot, "fewshot") if spec.fewshot is not None else None
-    return LoadedTask(spec=spec, path=path, items=items, pool=pool)
+            raise HarnessError(_explain(source, exc, root)) from None
+    items = _read_items(source, base, spec.data, "data")
+    pool = _read_items(source, base, spec.fewshot, "fewshot") if spec.fewshot is not None else None
+    return LoadedTask(spec=spec, path=source, items=items, pool=pool)
 
 
 @contextlib.contextmanager
@@ -253,11 +269,13 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _read_items(task_path: Path, source: str | list[dict[str, Any]], field: str) -> list[Item]:
-    if isinstance(source, list):
-        return check_items(source, f"{task_path}: {field}")
+def _read_items(
+    source: Path, base: Path, data: str | list[dict[str, Any]], field: str
+) -> list[Item]:
+    if isinstance(data, list):
+        return check_items(data, f"{source}: {field}")
     # absolute, but links not followed: errors name the file the task names
-    return read_table(Path(os.path.abspath(task_path.parent / source)))
+    return read_table(Path(os.path.abspath(base / data)))
 
 
 def _read_yaml_text(path: Path) -> str:

@@ -122,7 +122,7 @@ def bpe_tokenizer():
     return tokenizer
 
 
-def _tiny_gpt2(vocab_size: int, seed: int) -> Any:
+def _tiny_gpt2(vocab_size: int, seed: int, n_positions: int = 128) -> Any:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -130,7 +130,7 @@ def _tiny_gpt2(vocab_size: int, seed: int) -> Any:
     # initializer_range 0.2 (not GPT-2's 0.02): with tied embeddings a near-zero network
     # only repeats the last token; larger weights give varied, well-separated choices.
     config = GPT2Config(
-        vocab_size=vocab_size, n_embd=64, n_layer=2, n_positions=128, n_head=1,
+        vocab_size=vocab_size, n_embd=64, n_layer=2, n_positions=n_positions, n_head=1,
         initializer_range=0.2,
         bos_token_id=SPECIALS.index("<s>"), eos_token_id=SPECIALS.index("</s>"),
         pad_token_id=SPECIALS.index("<pad>"),
@@ -163,6 +163,22 @@ def hf_model_dir(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer) -> Pat
     )
     model = _tiny_gpt2(len(tokenizer), seed=2)
     model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def hf_long_model_dir(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer) -> Path:
+    """As hf_model_dir, reading 1,024 positions: room for the shipped tasks' few-shot
+    prompts, which the tiny tokenizer cuts into many pieces."""
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("hf-long-model")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe_tokenizer, bos_token="<s>", eos_token="</s>",
+        pad_token="<pad>", unk_token="<unk>",
+    )
+    _tiny_gpt2(len(tokenizer), seed=3, n_positions=1024).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

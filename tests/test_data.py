@@ -81,7 +81,10 @@ def test_inline_items_must_be_mappings() -> None:
         ("list.jsonl", b'["not", "an", "object"]\n', "line 1 is not a JSON object"),
         ("wide.csv", "text,label\n가,나,다\n".encode(), "more fields than the header"),
         ("blank_header.csv", "text,\n가,나\n".encode(), "distinct, non-empty column names"),
-        ("items.xlsx", b"PK", "unknown data format"),
+        ("items.xlsx", b"PK", "not an Excel workbook"),
+        ("items.xls", b"\xd0\xcf\x11\xe0", ".xls workbooks are not read; save the sheet as .xlsx"),
+        ("items.parquet", b"PAR1", "not a Parquet file"),
+        ("items.txt", "text\n가\n".encode(), "unknown data format '.txt'; use .csv, .tsv"),
         ("binary.csv", bytes([0xFF, 0xFE, 0xFA, 0x80]) * 4, "neither UTF-8 nor CP949"),
     ],
 )

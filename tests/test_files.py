@@ -75,3 +75,20 @@ def test_a_locked_run_folder_refuses_a_second_holder(tmp_path: Path) -> None:
                 pass
     with files.locked(tmp_path, "--resume x"):  # released: free again
         pass
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"),
+                    reason="needs /dev/zero and FIFOs")
+@pytest.mark.parametrize("suffix", [".xlsx", ".parquet"])
+@pytest.mark.parametrize("what", ["zero", "fifo"])
+def test_a_workbook_or_parquet_path_that_is_not_a_file_is_refused(tmp_path, what,
+                                                                  suffix) -> None:
+    from harness.data import read_table
+
+    path = tmp_path / f"data{suffix}"
+    if what == "zero":
+        path.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(path)
+    with pytest.raises(HarnessError, match="not a regular file"):
+        read_table(path)  # before openpyxl or pyarrow sees it

@@ -1,0 +1,295 @@
+"""The harness from Python (``import harness``): what the command line does, as calls.
+
+    import harness
+    m = harness.load_model("default")                  # loading is the slow part: once
+    run = harness.run("tasks/emotion.yaml", model=m, limit=8, shots=[0, 1])
+    run.summary                                        # DataFrame: setting × shot count
+    run.samples                                        # DataFrame: one row per output
+    harness.load("reports/emotion-20261204-101500")   # a finished run, no model
+
+``run`` is ``harness run`` (the same files, result cache and resume) and ``load`` reads
+what ``harness report`` reads. A mistake raises HarnessError with the line the command
+line prints; nothing here exits the interpreter.
+"""
+
+from __future__ import annotations
+
+import html
+import sys
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from functools import cached_property
+from numbers import Integral
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+# In Jupyter without ipywidgets, tqdm.auto draws text progress bars, as in a terminal,
+# after a warning that names a file of its own installation: the bars are what matter.
+# Set before the imports below, which bring in transformers, which imports tqdm.auto.
+warnings.filterwarnings("ignore", message="IProgress not found")
+
+from . import frames, labels, pipeline, records, report, runs, tables, tasks
+from .errors import HarnessError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .backend import Backend
+    from .finetune import Result
+    from .summary import Summary
+
+
+class Model:
+    """A model loaded once, for any number of ``run`` calls (``harness.load_model``)."""
+
+    def __init__(self, backend: Backend, name: str) -> None:
+        self.backend = backend
+        self.name = name
+
+    def describe(self) -> dict[str, Any]:
+        """The model as run.json records it: name, fingerprint, type, device, dtype, ..."""
+        return self.backend.describe()
+
+    def close(self) -> None:
+        """Let go of the model's memory (and an engine's processes)."""
+        self.backend.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        info = self.describe()
+        return (f"<harness model {self.name}: {info.get('type')} on {info.get('device')} "
+                f"({info.get('dtype')}) with {self.backend.name}>")
+
+
+def load_model(
+    name: str | Path = "default", *, backend: str = "auto", device: str = "auto",
+    plain: bool = False,
+) -> Model:
+    """Load a model as ``harness run --model`` does: default, a folder, a .gguf file or a
+    hub id; ``backend`` auto, hf or vllm; ``plain``: transformers' own generate."""
+    from . import engines
+
+    engine = engines.choose(backend, device)
+    return Model(engines.open_backend(engine, str(name), device, fast=not plain), str(name))
+
+
+class Run:
+    """A finished run: its folder, run.json, and its outputs as records and DataFrames."""
+
+    def __init__(self, run_dir: Path, info: dict[str, Any], found: list[records.Record]) -> None:
+        self.run_dir = run_dir
+        self.info = info  # run.json
+        self.records = found  # the record contract (records.py), in the report's order
+
+    @property
+    def task(self) -> str:
+        return self.info["task"]["name"]
+
+    @property
+    def report_path(self) -> Path:
+        """index.html, the review page."""
+        return self.run_dir / "index.html"
+
+    @cached_property
+    def samples(self) -> pd.DataFrame:
+        """One row per output: results.csv's columns and rows."""
+        return frames.samples(self.records)
+
+    @cached_property
+    def statistics(self) -> Summary:
+        """Every number of the summary (intervals, tests of difference), as the report
+        computes them: ``harness.summary.Summary``."""
+        return report.summary_of(self.info, self.records)
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """One row per setting × shot count: summary.csv's columns and rows (each metric
+        with its 95% interval, its mark among the settings and its Holm p-value)."""
+        return frames.summary(self.statistics)
+
+    def __repr__(self) -> str:
+        return (f"<harness run {self.task}: {len(self.records)} outputs, "
+                f"{len(self.statistics.rows)} setting × shots rows; {self.report_path}>")
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a run as its summary (values with intervals and marks, as the
+        report's page) and its charts."""
+        task = self.info["task"]
+        model = self.info.get("model", {})
+        head = " · ".join(
+            html.escape(str(part)) for part in (
+                task.get("description") or "", f"{len(self.records)} outputs",
+                f"model {model.get('name')} ({model.get('device')}, {model.get('dtype')})",
+            ) if part
+        )
+        summary = self.statistics
+        baseline = (labels.baseline(self.records, summary.scope.labels)
+                    if summary.kind == "classification" else None)
+        charts = "".join(
+            # the report's charts at the width they were drawn for (the SVG fills its box)
+            f'<figure style="display:inline-block;vertical-align:top;max-width:100%;'
+            f'width:{690 if chart["css"] == "wide" else 460}px;margin:8px 16px 8px 0">'
+            f'{chart["svg"]}<figcaption style="font-size:12px;color:#57606a">'
+            f"{html.escape(chart['caption'])}</figcaption></figure>"
+            for chart in report.figures(summary, baseline)
+        )
+        notes = "".join(f"<br>{html.escape(line)}" for line in tables.findings(summary))
+        return (
+            f"<div><p><b>{html.escape(self.task)}</b> · {head}<br>"
+            f"<code>{html.escape(str(self.report_path))}</code></p>{_summary_html(summary)}"
+            f"<p style=\"font-size:12px\">{html.escape(tables.LEGEND)}{notes}</p>{charts}</div>"
+        )
+
+
+def _summary_html(summary: Summary) -> str:
+    """The summary as an HTML table: each metric's value, interval and mark in one cell."""
+    shown = [m for m in summary.metrics if not m.count]
+    head = "".join(f"<th>{html.escape(name)}</th>"
+                   for name in ["setting", "shots", *(m.name for m in shown)])
+    body = []
+    for row in summary.rows:
+        cells = [html.escape(str(row["setting"])), str(row["shots"])]
+        for m in shown:
+            interval = tables.fmt_interval(row.get(f"{m.name}_low"), row.get(f"{m.name}_high"),
+                                           m.name)
+            mark = tables.TERMINAL_MARKS[row.get(f"{m.name}_mark")]
+            cells.append(html.escape(f"{tables.fmt(row.get(m.name), m.name)} {interval} {mark}"
+                                     .rstrip()))
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def load(run_dir: str | Path) -> Run:
+    """The ``Run`` of a finished run folder, read from its files without a model."""
+    run_dir = Path(run_dir)
+    info, found = runs.load_run(run_dir)
+    return Run(run_dir, info, found)
+
+
+def run(
+    task: str | Path | Mapping[str, Any],
+    *,
+    model: str | Path | Model | None = None,
+    backend: str = "auto",
+    limit: int | None = None,
+    shots: int | Iterable[int] | None = None,
+    presets: str | Iterable[str] | None = None,
+    seed: int | Iterable[int] | None = None,
+    out: str | Path = "reports",
+    device: str = "auto",
+    resume: bool | str | Path = False,
+    cache: bool = True,
+    plain: bool = False,
+) -> Run:
+    """``harness run``: render, generate, score and write the run folder; its ``Run``.
+
+    ``task``: a task file's path, a dict of its fields (``data`` and ``fewshot`` may be
+    DataFrames or lists of mappings; paths in it are relative to the working folder) or
+    its YAML text. ``model``: a name as ``--model`` takes it (the task's own by default),
+    or a ``Model`` from ``load_model``, which is used and left loaded. ``resume``: True for
+    the task's newest run under ``out``, or a run folder. The other options are those of
+    ``harness run``.
+    """
+    loaded = load_task(task)
+    given = model if isinstance(model, Model) else None
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise HarnessError(f"limit: expected a whole number, got {limit!r}")
+    config = pipeline.RunConfig(
+        task=loaded,
+        overrides=pipeline.Overrides(
+            shots=_numbers("shots", shots), presets=_names("presets", presets),
+            seeds=_numbers("seed", seed), limit=limit,
+            model=None if given is not None or model is None else str(model),
+        ),
+        backend=backend, device=device, fast=not plain, out=Path(out),
+        resume=_resume(resume), cache=cache,
+    )
+    try:
+        finished = pipeline.run(config, backend=given.backend if given is not None else None)
+    except pipeline.Interrupted as stop:
+        print(f"harness: interrupted; finished outputs are kept in {stop.run_dir}; "
+              f"resume=\"{stop.run_dir}\" finishes the run", file=sys.stderr)
+        raise
+    return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records)
+
+
+def load_task(task: str | Path | Mapping[str, Any]) -> tasks.LoadedTask:
+    """A task from its file's path, a dict of its fields, or its YAML text (a string of
+    more than one line, or a one-line ``{...}``)."""
+    if isinstance(task, Mapping):
+        fields_ = dict(task)
+        for key in ("data", "fewshot"):
+            if _is_frame(fields_.get(key)):
+                fields_[key] = frames.items(fields_[key], f"<dict>: {key}")
+        return tasks.load_task_mapping(fields_, Path("<dict>"), Path.cwd())
+    if isinstance(task, str) and ("\n" in task or task.lstrip().startswith("{")):
+        return tasks.load_task_text(task, Path("<yaml>"), Path.cwd())
+    if isinstance(task, str | Path):
+        return tasks.load_task(task)
+    raise HarnessError(
+        f"task: expected a task file's path, a dict of its fields or its YAML text, "
+        f"got {type(task).__name__}"
+    )
+
+
+def fine_tune(data: str | Path, out: str | Path, *, model: str | Path | Model = "default",
+              **options: Any) -> Result:
+    """``harness finetune``: train ``model`` on the question/answer pairs of ``data`` and
+    save it to ``out`` (a folder ``run(..., model=out)`` loads). ``options`` are those of
+    the command, with underscores: epochs, lr, batch_size, question_column, force, ..."""
+    from . import finetune
+
+    known = sorted({f.name for f in fields(finetune.Config)} - {"data", "out", "model"})
+    for name in options:
+        if name not in known:
+            raise HarnessError(f"fine_tune: unknown option {name!r}; use {', '.join(known)}")
+    name = model.name if isinstance(model, Model) else str(model)
+    return finetune.finetune(finetune.Config(data=Path(data), out=Path(out), model=name, **options))
+
+
+def _is_frame(value: Any) -> bool:
+    pandas = sys.modules.get("pandas")  # a DataFrame means pandas is imported already
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
+def _numbers(option: str, value: int | Iterable[int] | None) -> list[int] | None:
+    """shots=3 or shots=[0, 1, 3] (numpy's integers too) as a list of ints."""
+    if value is None:
+        return None
+    values = _listed(value, Integral)
+    if not values or any(isinstance(v, bool) or not isinstance(v, Integral) for v in values):
+        raise HarnessError(f"{option}: expected a whole number or a list of them, got {value!r}")
+    return [int(v) for v in values]
+
+
+def _names(option: str, value: str | Iterable[str] | None) -> list[str] | None:
+    """presets="greedy" or presets=["greedy", "beam"] as a list of names."""
+    if value is None:
+        return None
+    values = _listed(value, str)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise HarnessError(f"{option}: expected a name or a list of names, got {value!r}")
+    return values
+
+
+def _listed(value: Any, single: type) -> list[Any]:
+    if isinstance(value, single):
+        return [value]
+    try:
+        return list(value)
+    except TypeError:
+        return []
+
+
+def _resume(value: bool | str | Path) -> Path | None:
+    if value is True:
+        return pipeline.LATEST
+    if value is False or value is None:
+        return None
+    return Path(value)
