@@ -354,7 +354,7 @@ def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Co
     from .decoding import PRESETS
     from .metrics import metric_names
 
-    q = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731 (YAML reads JSON strings)
+    q = lambda value: json.dumps(value, ensure_ascii=False)
     source, answer = columns.input, columns.answer
     presets, max_new_tokens, stop = SETTINGS[kind]
     has_examples = answer is not None

@@ -137,3 +137,12 @@ def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
     return (text[: min(cuts)], True) if cuts else (text, False)
 
+
+@dataclass(frozen=True)
+class Parallel:
+    """How the engine spreads over devices and machines (vLLM's own options; the
+    transformers backend runs on one device)."""
+
+    tensor: int = 1  # GPUs each copy of the model is split over
+    data: int = 1  # copies of the model, each serving part of the requests
+    ray: bool = False  # workers on a running Ray cluster (more than one machine)

@@ -177,7 +177,7 @@ def _raw_vllm(model: str, device: str | None, parallel: Any, plan: pipeline.Plan
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import BeamSearchParams
 
-    from .engines import Parallel
+    from .backend import Parallel
     from .models import load_tokenizer
     from .vllm_backend import engine_args, engine_model
 

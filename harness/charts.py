@@ -261,13 +261,13 @@ def _inline(svg: str) -> str:
     the chart, so that two charts on one page never share a marker.
     """
     svg = svg[svg.index("<svg"):]
-    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
     svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg)
     svg = svg.replace("xlink:href=", "href=")
     # Nothing is drawn outside its axes' limits, so clip paths (whose url(#...)
     # references would be the page's only url()) can go.
-    svg = re.sub(r"<clipPath .*?</clipPath>\s*", "", svg, flags=re.S)
-    svg = re.sub(r"<style .*?</style>\s*", "", svg, flags=re.S)  # the page styles charts
+    svg = re.sub(r"<clipPath .*?</clipPath>\s*", "", svg, flags=re.DOTALL)
+    svg = re.sub(r"<style .*?</style>\s*", "", svg, flags=re.DOTALL)  # the page styles charts
     svg = re.sub(r'\s*clip-path="[^"]*"', "", svg)
     svg = re.sub(r"<defs>\s*</defs>\s*", "", svg)
     prefix = f"c{_fingerprint(svg)}"

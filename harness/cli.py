@@ -172,7 +172,7 @@ def _add_parallel(parser: argparse.ArgumentParser) -> None:
 
 
 def _parallel(args: argparse.Namespace) -> Any:
-    from .engines import Parallel
+    from .backend import Parallel
 
     return Parallel(args.tensor_parallel, args.data_parallel, args.ray)
 

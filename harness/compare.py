@@ -243,7 +243,7 @@ def write_csv(path: Path, runs: list[Run], keys: list[Key], columns: list[str],
         change = f"{r.letter}-{base}"
         header += [change, f"{change} low", f"{change} high", f"{change} p",
                    f"{change} p Holm", f"{change} test"]
-    blank = lambda v: "" if v is None else v  # noqa: E731
+    blank = lambda v: "" if v is None else v
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)

@@ -5,22 +5,11 @@ Kept apart from the contract (``backend``) so that the contract imports no engin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .backend import Backend, Options
+    from .backend import Backend, Options, Parallel
     from .decoding import Setting
-
-
-@dataclass(frozen=True)
-class Parallel:
-    """How the engine spreads over devices and machines (vLLM's own options; the
-    transformers backend runs on one device)."""
-
-    tensor: int = 1  # GPUs each copy of the model is split over
-    data: int = 1  # copies of the model, each serving part of the requests
-    ray: bool = False  # workers on a running Ray cluster (more than one machine)
 
 
 # The backends a user can ask for with --backend; "auto" picks one (see ``choose``).

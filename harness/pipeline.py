@@ -20,11 +20,10 @@ from datetime import datetime
 from pathlib import Path
 
 from . import __version__, chat, context, files, records, report, runner
-from .backend import Backend, Options
+from .backend import Backend, Options, Parallel
 from .cache import ResultCache, open_cache
 from .cache import scope as cache_scope
 from .decoding import Setting, expand
-from .engines import Parallel
 from .errors import HarnessError
 from .prompts import Prompt, build_prompts
 from .records import LIKELIHOOD

@@ -160,7 +160,7 @@ def label_table(summary: Summary) -> dict[str, Any]:
     by_key: dict[Key, list[dict[str, Any]]] = {}
     for row in found:
         by_key.setdefault((row["setting"], row["shots"]), []).append(row)
-    two = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    two = lambda v: "–" if v is None else f"{v:.2f}"
     rows = []
     for k in summary.shots:
         for setting in summary.settings:

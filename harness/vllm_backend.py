@@ -33,9 +33,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .backend import Generation, LabelScore, Options, finish
+from .backend import Generation, LabelScore, Options, Parallel, finish
 from .decoding import Setting
-from .engines import Parallel
 from .errors import HarnessError
 from .sampling import WARPER_ARGS, row_keys
 

@@ -382,7 +382,7 @@ class _FillingFile:
     def __enter__(self) -> _FillingFile:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._handle.close()
 
     def __iter__(self) -> Any:

@@ -77,7 +77,7 @@ def test_nothing_to_draw_is_no_chart() -> None:
 
 def _error_bars(svg: str) -> list[str]:
     """The error bars' segments: matplotlib draws them as line collections."""
-    groups = re.findall(r'<g id="c[0-9a-f]+-LineCollection_\d+">(.*?)</g>', svg, re.S)
+    groups = re.findall(r'<g id="c[0-9a-f]+-LineCollection_\d+">(.*?)</g>', svg, re.DOTALL)
     return [d for group in groups for d in re.findall(r'<path d="([^"]+)"', group)]
 
 

@@ -46,7 +46,7 @@ def two_runs(write_task, tmp_path, fake_backend):
 
 
 def page_data(page: str) -> dict:
-    found = re.search(r'id="review-data">(.*?)</script>', page, re.S)
+    found = re.search(r'id="review-data">(.*?)</script>', page, re.DOTALL)
     return json.loads(found.group(1))
 
 

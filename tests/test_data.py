@@ -75,7 +75,7 @@ def test_inline_items_must_be_mappings() -> None:
     ("name", "content", "message"),
     [
         ("empty.csv", b"", "no items"),
-        ("header_only.csv", "text,label\n".encode(), "no items"),
+        ("header_only.csv", b"text,label\n", "no items"),
         ("empty.jsonl", b"\n\n", "no items"),
         ("bad.jsonl", '{"text": "가"}\n{"text": "나",}\n'.encode(), "line 2 is not valid JSON"),
         ("list.jsonl", b'["not", "an", "object"]\n', "line 1 is not a JSON object"),

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.decoding import Setting
 from harness.backend import Options
+from harness.decoding import Setting
 from harness.generate import HFBackend
 from harness.models import load_model
 

@@ -43,8 +43,8 @@ def test_a_tiny_model_learns_the_pairs_and_the_saved_folder_generates(
 ) -> None:
     from harness.backend import Options
     from harness.generate import HFBackend
-    from tests.conftest import seeded
     from harness.models import load_model
+    from tests.conftest import seeded
 
     data = write_pairs(tmp_path / "chat.csv")
     out = tmp_path / "tuned"

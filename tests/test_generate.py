@@ -12,8 +12,8 @@ import dataclasses
 
 import pytest
 
-from harness.decoding import PRESETS, Setting
 from harness.backend import Options, cut_at_stop
+from harness.decoding import PRESETS, Setting
 from harness.generate import HFBackend
 from tests.conftest import seeded
 
@@ -142,7 +142,7 @@ def _two_token_stop(loaded, prompt: str, n: int) -> tuple[str, int]:
     Returns the string and the number of tokens after which it is complete.
     """
     ids = greedy_ids(loaded, prompt, n)
-    decode = lambda k: loaded.tokenizer.decode(ids[:k], skip_special_tokens=True)  # noqa: E731
+    decode = lambda k: loaded.tokenizer.decode(ids[:k], skip_special_tokens=True)
     for k in range(2, n):
         before, after = decode(k - 1), decode(k)
         if not after.startswith(before) or len(after) == len(before):

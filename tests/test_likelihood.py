@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import likelihood, records
+from harness import records
 from harness.errors import HarnessError
 from harness.likelihood import encode, rank_labels, split
 from harness.pipeline import execute, new_run_dir, prepare

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.cache import ResultCache, request_key
 from harness.backend import Generation, Options
+from harness.cache import ResultCache, request_key
 from harness.generate import HFBackend
 from tests.conftest import EMOTION_ROWS, write_csv
 

@@ -175,7 +175,7 @@ def page() -> str:
 def page_data(page: str) -> dict[str, Any]:
     """The outputs the page carries for its script (drawn a page of items at a time)."""
     found = re.search(r'<script type="application/json" id="review-data">(.*?)</script>',
-                      page, re.S)
+                      page, re.DOTALL)
     assert found, "no review data in the page"
     return json.loads(found.group(1))
 
@@ -361,7 +361,7 @@ def test_a_nan_log_probability_is_null_in_the_pages_json() -> None:
                record("beam", 0, 0, "기쁨")]
     page = render_html(RUN, records)
     found = re.search(r'<script type="application/json" id="review-data">(.*?)</script>',
-                      page, re.S)
+                      page, re.DOTALL)
     data = _strict_json(found.group(1))  # what a browser's JSON.parse accepts
     logprobs = sorted((o["lp"] for item in data["items"] for cell in item["cells"]
                        for o in cell[2]), key=lambda v: (v is not None, v))

@@ -135,7 +135,7 @@ def test_samples_jsonl_has_one_utf8_line_per_output_with_hangul_as_is(
     assert "기쁨".encode() in raw and "문장:".encode() in raw
     lines = raw.decode("utf-8").splitlines()
     assert len(lines) == len(records) == 8 + 8 * 3
-    key = lambda r: (r["setting"], r["item"], r["shots"], r["sequence"])  # noqa: E731
+    key = lambda r: (r["setting"], r["item"], r["shots"], r["sequence"])
     assert sorted(map(json.loads, lines), key=key) == sorted(records, key=key)
     assert load_records(path) == [json.loads(line) for line in lines]
 

@@ -12,15 +12,15 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from harness.sampling import KeyedDraw, row_keys, warpers
 from harness.speedups import (
-    ScreenedProjection,
     Sampler,
+    ScreenedProjection,
     blocked_projection,
-    fast_sampling_applies,
     fast_head,
+    fast_sampling_applies,
     screen_top,
 )
-from harness.sampling import KeyedDraw, row_keys, warpers
 
 
 def test_the_blocked_projection_equals_the_plain_one():
@@ -78,7 +78,7 @@ def test_the_plain_bfloat16_product_would_pick_other_tokens_on_near_ties():
 
 
 def test_screening_applies_only_inside_its_block(monkeypatch):
-    import harness.speedups as speedups
+    from harness import speedups
 
     monkeypatch.setattr(speedups, "native_bfloat16", lambda: True)
     x, weight = _logit_like(rows=16, vocab=20000)

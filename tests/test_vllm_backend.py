@@ -20,7 +20,6 @@ import pytest
 from harness import cli, engines, pipeline, records, vllm_backend
 from harness.backend import Options
 from harness.decoding import PRESETS, Setting
-
 from tests.conftest import seeded
 
 PROMPTS = [
