@@ -404,32 +404,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(what: str, check: Callable[[list[int]], str | None]) -> Callable[[str], list[int]]:
+    """An argparse type: whole numbers separated by commas, ``check`` saying what is wrong
+    with them (``tasks.shots_problem``, ``tasks.seed_problem``)."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} separated by commas, got {text!r}") from None
+        problem = check(values)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+        return values
+
+    return parse
+
+
 def _int_list(text: str) -> list[int]:
     """Counts separated by commas: at least one, none twice, none below 0."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
     from .tasks import shots_problem
 
-    problem = shots_problem(values)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
-    return values
+    return _numbers("numbers", shots_problem)(text)
 
 
 def _seed_list(text: str) -> list[int]:
     """Seeds separated by commas: at least one, none twice, each from 0 to 2^63 - 1."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds separated by commas, got {text!r}")
     from .tasks import seed_problem
 
-    problem = seed_problem(values)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
-    return values
+    return _numbers("seeds", seed_problem)(text)
 
 
 def _str_list(text: str) -> list[str]:
