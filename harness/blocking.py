@@ -103,3 +103,30 @@ def processors(args: dict[str, Any], bad_words: list[list[int]], eos: Any,
     if bad_words:
         made.append(BannedWords(bad_words, eos, rows))
     return made
+
+
+def bad_words_ids(tokenizer: Any, words: tuple[str, ...]) -> list[list[int]]:
+    """The token sequences banned for ``words``, the same on every backend: a special
+    token by its id; another word as the tokenizer writes it alone and as it writes it
+    after a space inside a text (as transformers' docs advise: " 합격" is mostly other
+    tokens than "합격", and a word mostly follows a space)."""
+    ids: list[list[int]] = []
+    for word in words:
+        special = tokenizer.convert_tokens_to_ids(word)
+        if word in tokenizer.all_special_tokens and special is not None:
+            spellings = [[special]]
+        else:
+            spellings = [tokenizer(word, add_special_tokens=False)["input_ids"],
+                         _after_a_space(tokenizer, word)]
+        ids += [s for s in spellings if s and s not in ids]
+    return ids
+
+
+def _after_a_space(tokenizer: Any, word: str) -> list[int]:
+    """The tokens of `` word`` where it follows a word inside a text: those of "a word"
+    past those of "a" (the tokens of " word" on its own where the two do not line up)."""
+    before = tokenizer("a", add_special_tokens=False)["input_ids"]
+    whole = tokenizer("a " + word, add_special_tokens=False)["input_ids"]
+    if whole[: len(before)] == before and len(whole) > len(before):
+        return whole[len(before) :]
+    return tokenizer(" " + word, add_special_tokens=False)["input_ids"]

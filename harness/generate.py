@@ -247,21 +247,7 @@ class HFBackend:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _bad_words_ids(self, words: tuple[str, ...]) -> list[list[int]]:
-        """The token sequences banned for ``words``: a special token by its id; another
-        word as the tokenizer writes it alone and as it writes it after a space inside a
-        text (as transformers' docs advise: " 합격" is mostly other tokens than "합격",
-        and a word mostly follows a space)."""
-        tok = self.tokenizer
-        ids: list[list[int]] = []
-        for word in words:
-            special = tok.convert_tokens_to_ids(word)
-            if word in tok.all_special_tokens and special is not None:
-                spellings = [[special]]
-            else:
-                spellings = [tok(word, add_special_tokens=False)["input_ids"],
-                             _after_a_space(tok, word)]
-            ids += [s for s in spellings if s and s not in ids]
-        return ids
+        return blocking.bad_words_ids(self.tokenizer, words)
 
     def _score(self, prompt_mask: Any, sequences: Any, prompt_len: int) -> Any:
         """Log-probabilities of the generated tokens, by one teacher-forced forward pass.
@@ -298,16 +284,6 @@ class HFBackend:
                 picked = logits[:, :-1].gather(-1, chosen).squeeze(-1)
             parts.append((picked - lse[:, :-1]).cpu())
         return torch.cat(parts)
-
-
-def _after_a_space(tokenizer: Any, word: str) -> list[int]:
-    """The tokens of `` word`` where it follows a word inside a text: those of "a word"
-    past those of "a" (the tokens of " word" on its own where the two do not line up)."""
-    before = tokenizer("a", add_special_tokens=False)["input_ids"]
-    whole = tokenizer("a " + word, add_special_tokens=False)["input_ids"]
-    if whole[: len(before)] == before and len(whole) > len(before):
-        return whole[len(before) :]
-    return tokenizer(" " + word, add_special_tokens=False)["input_ids"]
 
 
 def _beam_sampling(setting: Setting) -> bool:

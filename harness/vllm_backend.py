@@ -289,18 +289,12 @@ class VLLMBackend:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _bad_words_ids(self, words: tuple[str, ...]) -> list[list[int]]:
-        """The token ids of banned words, as the transformers backend bans them (a special
-        token by its id, else the word's tokens), less eos alone (transformers ignores
-        it too)."""
-        tok = self.tokenizer
-        ids = []
-        for word in words:
-            special = tok.convert_tokens_to_ids(word)
-            if word in tok.all_special_tokens and special is not None:
-                ids.append([special])
-            else:
-                ids.append(tok(word, add_special_tokens=False)["input_ids"])
-        return [i for i in ids if i and not (len(i) == 1 and i[0] in self.eos_ids)]
+        """The token ids of banned words, as the transformers backend bans them, less eos
+        alone (transformers ignores it too)."""
+        from .blocking import bad_words_ids
+
+        return [ids for ids in bad_words_ids(self.tokenizer, words)
+                if not (len(ids) == 1 and ids[0] in self.eos_ids)]
 
     def _stops(self, stop: tuple[str, ...]) -> Any:
         """Whether a token sequence ends a beam on a stop string (transformers' rule)."""
