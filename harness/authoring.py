@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import chat
 from .data import Item, read_table
@@ -46,6 +47,7 @@ class Preview:
     model: str  # the model the tokens were counted under, or why they were not
     chat: str = "none"  # how the prompts went through the model's chat template
     roles: list[list[str]] | None = None  # per prompt, its turns' roles (chat only)
+    note: str | None = None  # chat.PLAIN_NOTE where the model has a template left unused
 
 
 def preview(path: str | Path, item: int = 1, shots: list[int] | None = None,
@@ -61,10 +63,13 @@ def preview(path: str | Path, item: int = 1, shots: list[int] | None = None,
     prompts = [p for p in build_prompts(task, shot_counts) if p.item == item - 1]
     templates = Templates(task, shot_counts)
     mode = chat_mode or task.spec.chat
-    roles = None
+    roles, note = None, None
     if mode == "none":
         blocks = [_blocks(task, templates, p) for p in prompts]
-        count, counted_by = _token_counter(model or task.spec.model, explicit=model is not None)
+        count, counted_by, tokenizer = _token_counter(model or task.spec.model,
+                                                      explicit=model is not None)
+        if getattr(tokenizer, "chat_template", None):
+            note = chat.PLAIN_NOTE
     else:  # the tokenizer is needed for its template: its failures are errors
         from .models import load_tokenizer
 
@@ -78,7 +83,8 @@ def preview(path: str | Path, item: int = 1, shots: list[int] | None = None,
     tokens = [count(p.text) if count else None for p in prompts]
     refs = prompts[0].references
     ref_tokens = count(refs[0], specials=False) if count and refs else None
-    return Preview(task, item, prompts, blocks, tokens, ref_tokens, counted_by, mode, roles)
+    return Preview(task, item, prompts, blocks, tokens, ref_tokens, counted_by, mode, roles,
+                   note)
 
 
 def format_preview(pv: Preview) -> str:
@@ -116,6 +122,8 @@ def format_preview(pv: Preview) -> str:
     stop = ", ".join(mark(s, whole=True) for s in spec.decoding.stop) or "(none)"
     lines.append(f"answers: at most {spec.decoding.max_new_tokens} new tokens, cut at: {stop}")
     lines.append(LEGEND)
+    if pv.note:
+        lines.append(pv.note)
     return "\n".join(lines)
 
 
@@ -169,22 +177,23 @@ def _blocks(task: LoadedTask, templates: Templates, prompt: Prompt) -> list[tupl
     return blocks
 
 
-def _token_counter(spec: str, explicit: bool) -> tuple[Callable[..., int] | None, str]:
-    """A counter of the tokens a model's tokenizer makes of a text, loading no weights."""
+def _token_counter(spec: str, explicit: bool) -> tuple[Callable[..., int] | None, str, Any]:
+    """A counter of the tokens a model's tokenizer makes of a text, loading no weights;
+    the name it counts under (or why it does not), and the tokenizer (or None)."""
     from .models import default_model_cached, load_tokenizer
 
     if not explicit and spec == "default" and default_model_cached() is None:
         return None, (
             "not counted: the default model is not converted yet (the first run does it); "
             "--model counts under another"
-        )
+        ), None
     try:
         tokenizer = load_tokenizer(spec)
     except HarnessError as exc:
         if explicit:
             raise
-        return None, f"not counted ({exc})"
-    return _counter(tokenizer), spec
+        return None, f"not counted ({exc})", None
+    return _counter(tokenizer), spec, tokenizer
 
 
 def _counter(tokenizer: object) -> Callable[..., int]:

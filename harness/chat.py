@@ -27,6 +27,9 @@ from .prompts import Prompt, Templates
 from .tasks import LoadedTask
 
 MODES = ("none", "turns", "single")
+# What run and preview say when a model with a chat template is given plain prompts.
+PLAIN_NOTE = ("note: this model's tokenizer has a chat template, and the prompts go in as "
+              "plain text; chat: turns in the task (or --chat) sends them through it")
 
 
 def turns(task: LoadedTask, prompt: Prompt, mode: str, templates: Templates

@@ -426,8 +426,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
             cache.close()
             cache = None
         if plan.chat == "none" and info.get("chat_template"):
-            say("note: this model's tokenizer has a chat template, and the prompts go in as "
-                "plain text; chat: turns in the task (or --chat) sends them through it")
+            say(chat.PLAIN_NOTE)
         plan = fit_to_context(plan, backend.count_tokens, info.get("context_length"))
         for cut in plan.cuts:
             say(f"cut item {cut.item + 1} ({cut.shots} shots) from the left: {cut.tokens} "

@@ -116,6 +116,17 @@ def test_a_chat_model_run_on_plain_text_gets_one_line_saying_so(
     assert len(notes) == 1 and "chat template" in notes[0] and "--chat" in notes[0]
 
 
+def test_preview_of_plain_prompts_on_a_chat_model_says_the_template_is_unused(
+    write_task, chat_dir, hf_model_dir, capsys
+) -> None:
+    task = write_task()
+    assert main(["preview", str(task), "--model", str(chat_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert "<|user|>" not in shown and shown.rstrip().endswith("sends them through it")
+    assert main(["preview", str(task), "--model", str(hf_model_dir)]) == 0  # no template
+    assert "chat template" not in capsys.readouterr().out
+
+
 def test_a_model_without_a_chat_template_is_refused_in_one_line(
     write_task, hf_model_dir, tmp_path, capsys
 ) -> None:
