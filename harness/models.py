@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .errors import HarnessError
 
 KOGPT2_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")
@@ -462,9 +463,9 @@ def fingerprint_files(folder: Path) -> str:
     file in place and resetting its modification time still changes its change time;
     replacing it by a rename changes its inode).
     """
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     digest = hashlib.sha256()
-    for path in files:
+    for path in paths:
         digest.update(path.name.encode())
         digest.update(_file_sha256(path).encode())
     return digest.hexdigest()
@@ -491,9 +492,7 @@ def _file_sha256(path: Path) -> str:
     memo[key] = value
     try:
         memo_path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = memo_path.with_name(f"sha256.json.{os.getpid()}")
-        scratch.write_text(json.dumps(memo))
-        scratch.replace(memo_path)
+        files.write_text(memo_path, json.dumps(memo))  # a scratch file, removed on failure
     except OSError:
         pass  # a read-only cache only costs the hashing time
     return value

@@ -152,7 +152,10 @@ def _rescore(run_dir: Path, run: dict[str, Any], found: list[Record],
         records.write_run(run_dir, run)
         report.write_all(run_dir, run, fresh)
     except OSError as exc:
-        raise HarnessError(f"rescore {run_dir}: cannot write there ({files.reason(exc)})") from None
+        raise HarnessError(
+            f"rescore {run_dir}: cannot write there ({files.reason(exc)}); the outputs are "
+            "all kept: free some space and rescore again, which rewrites every file"
+        ) from None
     return Rescored(run, fresh, path, changed, notes)
 
 

@@ -328,6 +328,27 @@ def test_a_garbage_vocab_json_is_one_clear_error(kogpt2_dir, tmp_path, vocab) ->
         load_model(str(folder), "cpu")
 
 
+def test_a_full_disk_leaves_no_scratch_file_of_the_fingerprint_memo(
+    kogpt2_dir, tmp_path, monkeypatch
+) -> None:
+    import errno
+
+    folder = copy_of(kogpt2_dir, tmp_path)
+    cache = Path(os.environ["HARNESS_CACHE"])
+    written = Path.write_text
+
+    def full(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        if self.parent == cache:
+            written(self, text[:10], *args, **kwargs)  # what fitted, then no space
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert fingerprint_files(folder) == fingerprint_files(folder)  # still computed
+    left = [p.name for p in cache.iterdir() if "sha256.json" in p.name]
+    assert left in ([], ["sha256.json"])  # the memo of an earlier test at most, no scratch
+
+
 def test_weights_replaced_in_place_with_the_old_size_and_time_get_a_new_fingerprint(
     kogpt2_dir, tmp_path
 ) -> None:
