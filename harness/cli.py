@@ -25,6 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    restore = _terminate_as_interrupt()
     try:
         args = parser.parse_args(argv)
         command: Callable[[argparse.Namespace], int] = args.command
@@ -40,6 +41,25 @@ def main(argv: list[str] | None = None) -> int:
         # closed pipe does not print a traceback then.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        restore()
+
+
+def _terminate_as_interrupt() -> Callable[[], object]:
+    """SIGTERM (``kill``, a scheduler stopping a job) ends a command as Ctrl-C does: the
+    finished outputs are kept and a serving engine's processes are shut down. Returns
+    what puts the earlier handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    earlier = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, earlier)
 
 
 def _parser() -> argparse.ArgumentParser:

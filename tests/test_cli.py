@@ -191,3 +191,22 @@ def test_bad_numbers_on_the_command_line_are_one_line(write_task, tmp_path, caps
 def test_a_seed_above_2_63_in_a_task_fails_validate(write_task, capsys) -> None:
     assert cli.main(["validate", str(write_task(seeds=[2**64]))]) == 2
     assert "seeds" in capsys.readouterr().err
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(monkeypatch, capsys) -> None:
+    import os
+    import signal
+    import time
+
+    from harness import cli as cli_module
+
+    def stopped(args) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal arrives first
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli_module, "cmd_validate", stopped)
+    assert cli_module.main(["validate", str(cli_module.TASKS_DIR / "emotion.yaml")]) == 130
+    assert capsys.readouterr().err.startswith("harness: interrupted")
+    assert signal.getsignal(signal.SIGTERM) is before
