@@ -27,7 +27,8 @@ def samples(records: list[Record]) -> pd.DataFrame:
     """One row per output, with results.csv's columns in its order."""
     import pandas as pd
 
-    frame = pd.DataFrame([report.result_row(r) for r in records], columns=report.csv_columns())
+    columns = report.csv_columns()
+    frame = pd.DataFrame([report.result_row(r, columns) for r in records], columns=columns)
     for column in _INTEGERS:
         frame[column] = frame[column].astype("Int64")
     return frame

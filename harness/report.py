@@ -57,12 +57,12 @@ def render_template(name: str, **context: Any) -> str:
 # ---------------------------------------------------------------- CSV
 
 
-def result_row(record: Record) -> dict[str, Any]:
+def result_row(record: Record, columns: list[str] | None = None) -> dict[str, Any]:
     """One output as results.csv (and the Python API's ``Run.samples``) shows it: the
     ``csv_columns``, with the first reference and all of them joined by " | "."""
     refs = record.get("references") or []
     row = {**record, "reference": refs[0] if refs else "", "references": " | ".join(refs)}
-    return {column: row.get(column) for column in csv_columns()}
+    return {column: row.get(column) for column in columns or csv_columns()}
 
 
 def write_csv(path: Path, records: list[Record]) -> None:
@@ -72,7 +72,7 @@ def write_csv(path: Path, records: list[Record]) -> None:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for record in records:
-            writer.writerow([csv_cell(v) for v in result_row(record).values()])
+            writer.writerow([csv_cell(v) for v in result_row(record, columns).values()])
 
 
 def summary_table(summary: Summary) -> tuple[list[str], list[list[Any]]]:
