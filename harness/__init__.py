@@ -8,17 +8,17 @@ quick.
 
 from typing import Any
 
-from .errors import HarnessError
+from harness.common.version import __version__
+from harness.errors import HarnessError
 
-__version__ = "0.1.0"
-__all__ = ["HarnessError", "Model", "Run", "fine_tune", "load", "load_model", "run"]
+__all__ = ["HarnessError", "__version__", "Model", "Run", "fine_tune", "load", "load_model", "run"]
 
 _API = {"Model", "Run", "fine_tune", "load", "load_model", "run"}
 
 
 def __getattr__(name: str) -> Any:
     if name in _API:
-        from . import api
+        from harness import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -29,15 +29,19 @@ from typing import TYPE_CHECKING, Any, Self
 # Set before the imports below, which bring in transformers, which imports tqdm.auto.
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-from . import frames, labels, pipeline, records, report, runs, tables, tasks
-from .errors import HarnessError
+from harness import records
+from harness.errors import HarnessError
+from harness.reports import frames, report, tables
+from harness.runs import pipeline
+from harness.scoring import labels
+from harness.tasks import spec
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .backend import Backend
-    from .finetune import Result
-    from .summary import Summary
+    from harness.engines.contract import Backend
+    from harness.scoring.summary import Summary
+    from harness.tools.finetune import Result
 
 
 class Model:
@@ -73,10 +77,10 @@ def load_model(
 ) -> Model:
     """Load a model as ``harness run --model`` does: default, a folder, a .gguf file or a
     hub id; ``backend`` auto, hf or vllm; ``plain``: transformers' own generate."""
-    from . import engines
+    from harness.engines import registry
 
-    engine = engines.choose(backend, device)
-    return Model(engines.open_backend(engine, str(name), device, fast=not plain), str(name))
+    engine = registry.choose(backend, device)
+    return Model(registry.open_backend(engine, str(name), device, fast=not plain), str(name))
 
 
 class Run:
@@ -104,7 +108,7 @@ class Run:
     @cached_property
     def statistics(self) -> Summary:
         """Every number of the summary (intervals, tests of difference), as the report
-        computes them: ``harness.summary.Summary``."""
+        computes them: ``harness.scoring.summary.Summary``."""
         return report.summary_of(self.info, self.records)
 
     @cached_property
@@ -168,7 +172,7 @@ def _summary_html(summary: Summary) -> str:
 def load(run_dir: str | Path) -> Run:
     """The ``Run`` of a finished run folder, read from its files without a model."""
     run_dir = Path(run_dir)
-    info, found = runs.load_run(run_dir)
+    info, found = records.load_run(run_dir)
     return Run(run_dir, info, found)
 
 
@@ -219,7 +223,7 @@ def run(
     return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records)
 
 
-def load_task(task: str | Path | Mapping[str, Any]) -> tasks.LoadedTask:
+def load_task(task: str | Path | Mapping[str, Any]) -> spec.LoadedTask:
     """A task from its file's path, a dict of its fields, or its YAML text (a string of
     more than one line, or a one-line ``{...}``)."""
     if isinstance(task, Mapping):
@@ -227,11 +231,11 @@ def load_task(task: str | Path | Mapping[str, Any]) -> tasks.LoadedTask:
         for key in ("data", "fewshot"):
             if _is_frame(fields_.get(key)):
                 fields_[key] = frames.items(fields_[key], f"<dict>: {key}")
-        return tasks.load_task_mapping(fields_, Path("<dict>"), Path.cwd())
+        return spec.load_task_mapping(fields_, Path("<dict>"), Path.cwd())
     if isinstance(task, str) and ("\n" in task or task.lstrip().startswith("{")):
-        return tasks.load_task_text(task, Path("<yaml>"), Path.cwd())
+        return spec.load_task_text(task, Path("<yaml>"), Path.cwd())
     if isinstance(task, str | Path):
-        return tasks.load_task(task)
+        return spec.load_task(task)
     raise HarnessError(
         f"task: expected a task file's path, a dict of its fields or its YAML text, "
         f"got {type(task).__name__}"
@@ -243,7 +247,7 @@ def fine_tune(data: str | Path, out: str | Path, *, model: str | Path | Model = 
     """``harness finetune``: train ``model`` on the question/answer pairs of ``data`` and
     save it to ``out`` (a folder ``run(..., model=out)`` loads). ``options`` are those of
     the command, with underscores: epochs, lr, batch_size, question_column, force, ..."""
-    from . import finetune
+    from harness.tools import finetune
 
     known = sorted({f.name for f in fields(finetune.Config)} - {"data", "out", "model"})
     for name in options:

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__
-from .errors import HarnessError
+from harness.common.version import __version__
+from harness.errors import HarnessError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 LATEST = Path("<latest>")  # --resume with no folder named (pipeline.LATEST)
@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import pipeline
+    from harness.runs import pipeline
 
     config = pipeline.RunConfig(
         task=args.task,
@@ -150,8 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    from .summary import Summary
-    from .tables import text
+    from harness.reports.tables import text
+    from harness.scoring.summary import Summary
 
     spec = done.plan.task.spec
     print(text(Summary(spec.kind, done.records, spec.labels, spec.metrics)))
@@ -162,13 +162,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    from .bench import format_table, run_bench
+    from harness.tools.bench import format_table, run_bench
 
     if args.quick:
         args.presets, args.shots, args.limit, args.tokens, args.sample = ["greedy"], [0, 1], 8, 16, 8
     backends = ("hf", "vllm") if args.backend == "both" else (args.backend,)
     if "vllm" in backends or args.raw_vllm:
-        from .vllm_backend import require
+        from harness.engines.vllm.backend import require
 
         require()
     figures = run_bench(
@@ -192,7 +192,7 @@ def _add_parallel(parser: argparse.ArgumentParser) -> None:
 
 
 def _parallel(args: argparse.Namespace) -> Any:
-    from .backend import Parallel
+    from harness.engines.contract import Parallel
 
     return Parallel(args.tensor_parallel, args.data_parallel, args.ray)
 
@@ -223,7 +223,7 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from . import finetune
+    from harness.tools import finetune
 
     defaults = {
         "query_template": finetune.DEFAULT_QUERY, "answer_template": finetune.DEFAULT_ANSWER
@@ -241,7 +241,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from . import pipeline
+    from harness.runs import pipeline
 
     failed = 0
     for path in args.tasks:
@@ -272,9 +272,9 @@ def _add_chat(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .decoding import PRESETS
-    from .metrics import KINDS, METRICS
-    from .tasks import load_task
+    from harness.scoring.metrics import KINDS, METRICS
+    from harness.tasks.decoding import PRESETS
+    from harness.tasks.spec import load_task
 
     print("tasks:")
     for path in sorted(TASKS_DIR.glob("*.yaml")):
@@ -333,7 +333,7 @@ def _add_authoring(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from .authoring import format_preview, preview
+    from harness.tools.authoring import format_preview, preview
 
     shown = preview(args.task, args.item, args.shots, args.model, args.chat)
     if not args.raw:
@@ -350,7 +350,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
-    from .authoring import new_task
+    from harness.tools.authoring import new_task
 
     made = new_task(args.name, args.data, args.kind, args.out, args.text_column, args.label_column)
     print(f"wrote {made.path}  {made.summary}")
@@ -362,7 +362,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import schema_text
+    from harness.tasks.schema import schema_text
 
     if args.out is None:
         sys.stdout.write(schema_text())
@@ -397,16 +397,16 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .runs import rerender
+    from harness.runs.folders import rerender
 
     print(f"report: {rerender(args.run_dir)}")
     return 0
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from . import report
-    from .runs import rescore
-    from .tables import text
+    from harness.reports import report
+    from harness.reports.tables import text
+    from harness.runs.folders import rescore
 
     done = rescore(args.run_dir, args.task)
     print(text(report.summary_of(done.run, done.records)))
@@ -418,7 +418,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from harness.reports.compare import compare
 
     print(f"comparison: {compare(args.run_dirs, args.out)}")
     return 0
@@ -444,14 +444,14 @@ def _numbers(what: str, check: Callable[[list[int]], str | None]) -> Callable[[s
 
 def _int_list(text: str) -> list[int]:
     """Counts separated by commas: at least one, none twice, none below 0."""
-    from .tasks import shots_problem
+    from harness.tasks.spec import shots_problem
 
     return _numbers("numbers", shots_problem)(text)
 
 
 def _seed_list(text: str) -> list[int]:
     """Seeds separated by commas: at least one, none twice, each from 0 to 2^63 - 1."""
-    from .tasks import seed_problem
+    from harness.tasks.spec import seed_problem
 
     return _numbers("seeds", seed_problem)(text)
 

@@ -90,7 +90,7 @@ def real_harness_cache(monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv("HARNESS_CACHE", raising=False)
     else:
         monkeypatch.setenv("HARNESS_CACHE", USER_CACHE)
-    from harness.models import cache_root
+    from harness.engines.models import cache_root
 
     return cache_root()
 
@@ -185,14 +185,14 @@ def hf_long_model_dir(tmp_path_factory: pytest.TempPathFactory, bpe_tokenizer) -
 
 @pytest.fixture(scope="session")
 def hf_loaded(hf_model_dir: Path):
-    from harness.models import load_model
+    from harness.engines.models import load_model
 
     return load_model(str(hf_model_dir), "cpu")
 
 
 @pytest.fixture(scope="session")
 def kogpt2_loaded(kogpt2_dir: Path):
-    from harness.models import load_model
+    from harness.engines.models import load_model
 
     return load_model(str(kogpt2_dir), "cpu")
 
@@ -201,7 +201,7 @@ def kogpt2_loaded(kogpt2_dir: Path):
 
 
 class FakeBackend:
-    """Implements harness.backend.Backend without a model.
+    """Implements harness.engines.contract.Backend without a model.
 
     Every generate() call is recorded in ``calls`` as (prompts, setting name, seeds: one
     a prompt), and its Options in ``options``.
@@ -247,14 +247,14 @@ class FakeBackend:
         return max(1, self.rows // setting.rows_per_prompt)
 
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[Any]]:
-        from harness.backend import LabelScore
+        from harness.engines.contract import LabelScore
 
         self.ranked.append((list(prompts), list(labels)))
         return [[LabelScore(label, self.label_logprob(prompt, label), 1) for label in labels]
                 for prompt in prompts]
 
     def generate(self, prompts: list[str], setting: Any, seeds: list[int | None], options: Any):
-        from harness.backend import Generation
+        from harness.engines.contract import Generation
 
         assert len(seeds) == len(prompts)
         self.calls.append((list(prompts), setting.name, list(seeds)))
@@ -350,7 +350,7 @@ def write_yaml(tmp_path: Path) -> Callable[[str], Path]:
 
 def seeded(prompts: list[str], seed: int | None = None) -> list[int | None]:
     """The seeds a backend gets for ``prompts``: each prompt's own (None: not sampled)."""
-    from harness.backend import request_seed
+    from harness.engines.contract import request_seed
 
     return [request_seed(seed, prompt) for prompt in prompts]
 

@@ -15,7 +15,7 @@ import pytest
 
 import harness
 from harness import cli
-from harness.metrics import METRICS
+from harness.scoring.metrics import METRICS
 from tests.conftest import BASE_TASK, EMOTION_ROWS, FakeBackend
 
 EMOTION = cli.TASKS_DIR / "emotion.yaml"
@@ -107,7 +107,7 @@ def test_the_tables_hold_numbers_and_hangul(tmp_path, fake_model, write_task) ->
 
 def test_a_loaded_model_is_reused_and_left_open(tmp_path, fake_model, write_task,
                                                  monkeypatch) -> None:
-    from harness import engines
+    from harness.engines import registry as engines
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded although one was given")

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.backend import Options, request_seed
-from harness.decoding import PRESETS, Setting
-from harness.generate import HFBackend
-from harness.likelihood import encode
-from harness.models import load_model
+from harness.engines.contract import Options, request_seed
+from harness.engines.hf.backend import HFBackend
+from harness.engines.models import load_model
+from harness.engines.tokens import encode
+from harness.tasks.decoding import PRESETS, Setting
 from tests.conftest import KOREAN_SENTENCES
 from tests.tiny_models import ARCHITECTURES, NO_PAD, WINDOW, build
 
@@ -184,7 +184,7 @@ def test_a_cache_of_a_kind_the_harness_does_not_know_runs_as_plain_transformers(
 ) -> None:
     # As if the model's windowed layers were a new kind of cache layer: the harness must
     # neither lay out nor repeat such a cache, and say why.
-    from harness import prefill
+    from harness.engines.hf import prefill
 
     loaded = load_model(str(build(tmp_path / "m", "gemma3-window")), "cpu")
     known = prefill.layer_kind

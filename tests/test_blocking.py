@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from harness import prefill
-from harness.backend import Options
-from harness.decoding import Setting
-from harness.generate import HFBackend
-from harness.models import load_model
+from harness.engines.contract import Options
+from harness.engines.hf import prefill
+from harness.engines.hf.backend import HFBackend
+from harness.engines.models import load_model
+from harness.tasks.decoding import Setting
 from tests.tiny_models import bigram_model, byte_level_tokenizer, sentencepiece_tokenizer
 
 INSTRUCTION = "다음 문장에 담긴 감정을 기쁨, 슬픔, 분노 중 하나로 고르세요.\n"
@@ -107,7 +107,7 @@ def test_ngram_blocking_bans_what_transformers_bans_on_the_unpadded_rows(size: i
     import torch
     from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
 
-    from harness.blocking import NoRepeatNGram, RealTokens
+    from harness.engines.blocking import NoRepeatNGram, RealTokens
 
     torch.manual_seed(0)
     vocab, pad = 12, 11

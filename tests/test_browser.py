@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from harness import report
-from harness.backend import Generation
-from harness.pipeline import execute, new_run_dir, prepare
+from harness.engines.contract import Generation
+from harness.reports import report
+from harness.runs.pipeline import execute, new_run_dir, prepare
 
 CHROMIUM = os.environ.get("HARNESS_CHROMIUM") or shutil.which("chromium") or ""
 # What Chromium needs to run headless as root in a container, and to stay off the network.
@@ -221,9 +221,8 @@ def test_the_summary_sorts_by_any_column_within_each_shot_count(browser,
 
 def test_the_comparison_page_works_in_a_real_browser(browser, small_run: Path,
                                                     tmp_path: Path) -> None:
-    from harness.compare import compare
-    from harness.records import write_run, write_samples
-    from harness.runs import load_run
+    from harness.records import load_run, write_run, write_samples
+    from harness.reports.compare import compare
 
     run, records = load_run(small_run)
     other = tmp_path / "tuned"
@@ -246,7 +245,7 @@ def test_the_comparison_page_works_in_a_real_browser(browser, small_run: Path,
 
 def _many_records(n_items: int) -> list[dict[str, Any]]:
     """Synthetic records: n_items × 2 shots × (greedy + beam + 3 samples × 2 seeds)."""
-    from harness.metrics import score_sample
+    from harness.scoring.metrics import score_sample
 
     labels = ["기쁨", "슬픔", "분노", "불안", "중립"]
     records = []

@@ -1,4 +1,4 @@
-"""Tests for harness.cache: what the key holds, and a cache that never fails a run.
+"""Tests for harness.runs.cache: what the key holds, and a cache that never fails a run.
 
 Runs go through the command line with a fake backend in place of a model (its identity
 and fingerprint are what the key sees), so each one takes a moment.
@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from harness import cache, cli, engines
-from harness.backend import Generation, Options
-from harness.cache import ResultCache, open_cache, request_key
-from harness.models import hub_fingerprint
+from harness import cli
+from harness.engines import registry as engines
+from harness.engines.contract import Generation, Options
+from harness.engines.models import hub_fingerprint
+from harness.runs import cache
+from harness.runs.cache import ResultCache, open_cache, request_key
 from tests.conftest import FakeBackend
 
 TASK = {"shots": [0, 1], "decoding": {"presets": ["greedy", "top_k_top_p_3"], "max_new_tokens": 4},
@@ -71,14 +74,30 @@ def test_the_key_changes_with_every_part_of_the_scope() -> None:
         assert request_key(base | change, "프롬프트", {}, options, None) != key, change
 
 
-def test_the_code_version_follows_the_generating_code(monkeypatch) -> None:
-    first = cache.code_version()
-    cache.code_version.cache_clear()
-    monkeypatch.setattr(cache, "GENERATING_MODULES", cache.GENERATING_MODULES[:-1])
-    try:
-        assert cache.code_version() != first
-    finally:
-        cache.code_version.cache_clear()
+@pytest.mark.parametrize("module", ["engines/blocking.py", "engines/hf/conditions.py",
+                                    "engines/vllm/processor.py", "engines/vllm/beam.py",
+                                    "engines/sampling.py", "engines/hf/backend.py"])
+def test_an_edit_to_any_generating_module_changes_every_key(tmp_path, module: str) -> None:
+    package = Path(cache.__file__).resolve().parent.parent
+    copy = tmp_path / "harness"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert cache.code_digest(copy) == cache.code_version()
+    with (copy / module).open("a", encoding="utf-8") as handle:
+        handle.write("\n# an edit\n")
+    assert cache.code_digest(copy) != cache.code_version()
+
+
+def test_a_module_added_to_an_engine_is_in_the_key(tmp_path) -> None:
+    package = Path(cache.__file__).resolve().parent.parent
+    copy = tmp_path / "harness"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "engines" / "hf" / "new_speedup.py").write_text("STEP = 2\n", encoding="utf-8")
+    assert cache.code_digest(copy) != cache.code_version()
+
+
+def test_a_package_without_generating_code_is_refused(tmp_path) -> None:
+    with pytest.raises(RuntimeError, match="no generating modules"):
+        cache.code_digest(tmp_path)
 
 
 def test_a_hub_model_of_unknown_revision_has_no_fingerprint() -> None:

@@ -1,4 +1,4 @@
-"""Tests for harness.charts: matplotlib figures as inline SVG that loads nothing."""
+"""Tests for harness.reports.charts: matplotlib figures as inline SVG that loads nothing."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from harness import charts
+from harness.reports import charts
 
 
 def row(setting: str, shots: int, **values: float | None) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.models import load_tokenizer
+from harness.engines.models import load_tokenizer
 from tests.conftest import EMOTION_ROWS
 from tests.tiny_models import NO_SYSTEM_TEMPLATE, chat_model
 
@@ -73,7 +73,7 @@ def test_single_is_one_user_turn_of_the_plain_prompt(write_task, chat_dir, capsy
 
 
 def test_a_templated_prompt_is_tokenized_as_transformers_tokenizes_a_chat(chat_dir) -> None:
-    from harness.models import prompt_ids
+    from harness.engines.tokens import prompt_ids
 
     tokenizer = load_tokenizer(str(chat_dir))
     turns = expected_turns(EMOTION_ROWS[0], EMOTION_ROWS[1])
@@ -89,7 +89,7 @@ def test_a_templated_prompt_is_tokenized_as_transformers_tokenizes_a_chat(chat_d
 def test_a_run_with_chat_records_the_template_and_the_templated_prompts(
     write_task, chat_dir, tmp_path, capsys
 ) -> None:
-    from harness.models import template_digest
+    from harness.engines.models import template_digest
 
     task = write_task(chat="turns")
     assert main(["run", str(task), "--model", str(chat_dir), "--out", str(tmp_path / "r"),

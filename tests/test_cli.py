@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.decoding import PRESETS
+from harness.tasks.decoding import PRESETS
 
 SHIPPED = sorted(cli.TASKS_DIR.glob("*.yaml"))
 

@@ -1,4 +1,4 @@
-"""Tests for harness.compare: runs of one task side by side, deltas and differing items."""
+"""Tests for harness.reports.compare: runs of one task side by side, deltas and differing items."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.compare import compare, deltas, load_runs
 from harness.errors import HarnessError
-from harness.pipeline import execute, new_run_dir, prepare
+from harness.reports.compare import compare, deltas, load_runs
+from harness.runs.pipeline import execute, new_run_dir, prepare
 
 INFO = {"type": "fake", "device": "cpu", "dtype": "float32", "fingerprint": "0" * 64}
 QUERIES = ["시험에", "키우던", "약속을", "고양이가"]
@@ -116,7 +116,7 @@ def test_compare_writes_a_page_and_a_csv(two_runs, tmp_path) -> None:
 
 
 def test_compare_uses_the_items_every_run_has(write_task, tmp_path, fake_backend) -> None:
-    from harness.pipeline import Overrides
+    from harness.runs.pipeline import Overrides
 
     path = write_task(shots=[0], decoding={"presets": ["greedy"]})
     a = make_run(path, tmp_path / "r", fake_backend, "default", ["기쁨", "슬픔", "분노", "?"])

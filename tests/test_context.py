@@ -12,7 +12,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import HarnessError
-from harness.prompts import Prompt
+from harness.tasks.prompts import Prompt
 from tests.conftest import EMOTION_ROWS, KOREAN_SENTENCES
 
 LONG = " ".join(KOREAN_SENTENCES[:12])  # about 150 tokens of the tiny vocabulary
@@ -39,7 +39,7 @@ def test_run_refuses_prompts_past_the_context_and_names_them(write_task, hf_mode
 
 def test_validate_with_a_model_finds_them_without_loading_weights(write_task, hf_model_dir,
                                                                   capsys, monkeypatch) -> None:
-    from harness import models
+    from harness.engines import models
 
     def no_weights(*args, **kwargs):
         raise AssertionError("validate loaded the model")
@@ -87,7 +87,7 @@ def count_words(texts: list[str]) -> list[int]:
 
 
 def test_a_cut_keeps_the_most_it_can_and_starts_at_a_word() -> None:
-    from harness.context import fit
+    from harness.tasks.context import fit
 
     prompts = [_prompt("하나 둘 셋 넷 다섯 여섯 일곱"), _prompt("짧은 글", 1)]
     made, cuts = fit(prompts, count_words, limit=6, room=2, cut=True, where="t.yaml")
@@ -97,7 +97,7 @@ def test_a_cut_keeps_the_most_it_can_and_starts_at_a_word() -> None:
 
 
 def test_without_room_for_any_prompt_even_a_cut_is_refused() -> None:
-    from harness.context import fit
+    from harness.tasks.context import fit
 
     with pytest.raises(HarnessError, match="lower max_new_tokens"):
         fit([_prompt("하나 둘")], count_words, limit=4, room=4, cut=True, where="t.yaml")

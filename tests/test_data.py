@@ -1,4 +1,4 @@
-"""Tests for harness.data: reading items from CSV, TSV, JSONL and inline lists."""
+"""Tests for harness.tasks.data: reading items from CSV, TSV, JSONL and inline lists."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import check_items, read_table, read_text
 from harness.errors import HarnessError
+from harness.tasks.data import check_items, read_table, read_text
 
 ROWS = [
     {"text": "오늘은 하늘이 맑아요, 정말로.", "label": "기쁨"},

@@ -1,13 +1,13 @@
-"""Tests for harness.decoding: presets, grids, and refusing bad settings before a model loads."""
+"""Tests for harness.tasks.decoding: presets, grids, and refusing bad settings before a model loads."""
 
 from __future__ import annotations
 
 import pytest
 
 from harness import cli
-from harness.decoding import PRESETS, Setting, check, expand
 from harness.errors import HarnessError
-from harness.tasks import DecodingSpec
+from harness.tasks.decoding import PRESETS, Setting, check, expand
+from harness.tasks.spec import DecodingSpec
 
 
 def settings_of(**fields) -> list[Setting]:
@@ -118,7 +118,7 @@ def test_a_bad_setting_fails_the_run_before_any_model_loads(
     write_task, tmp_path, monkeypatch, capsys
 ) -> None:
     loads: list[str] = []
-    monkeypatch.setattr("harness.models.load_model", lambda *a, **k: loads.append(a) or 1 / 0)
+    monkeypatch.setattr("harness.engines.models.load_model", lambda *a, **k: loads.append(a) or 1 / 0)
     path = write_task(decoding={"configs": {"hot": {"temperature": 1.5}}})
 
     code = cli.main(["run", str(path), "--model", "anything", "--out", str(tmp_path / "out")])

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.backend import Options
-from harness.decoding import Setting
-from harness.generate import HFBackend
-from harness.models import load_model
+from harness.engines.contract import Options
+from harness.engines.hf.backend import HFBackend
+from harness.engines.models import load_model
+from harness.tasks.decoding import Setting
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Tests for harness.files: regular files only, writes beside and renamed, run locks."""
+"""Tests for harness.common.files: regular files only, writes beside and renamed, run locks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, files
+from harness import cli
+from harness.common import files
 from harness.errors import HarnessError
 
 
@@ -83,7 +84,7 @@ def test_a_locked_run_folder_refuses_a_second_holder(tmp_path: Path) -> None:
 @pytest.mark.parametrize("what", ["zero", "fifo"])
 def test_a_workbook_or_parquet_path_that_is_not_a_file_is_refused(tmp_path, what,
                                                                   suffix) -> None:
-    from harness.data import read_table
+    from harness.tasks.data import read_table
 
     path = tmp_path / f"data{suffix}"
     if what == "zero":

@@ -1,4 +1,4 @@
-"""Tests for harness.finetune: a tiny model learns a few pairs, saves, reloads, generates."""
+"""Tests for harness.tools.finetune: a tiny model learns a few pairs, saves, reloads, generates."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, finetune
-from harness.decoding import Setting
+from harness import cli
 from harness.errors import HarnessError
-from harness.finetune import Config, PairFormat
+from harness.tasks.decoding import Setting
+from harness.tools import finetune
+from harness.tools.finetune import Config, PairFormat
 
 PAIRS = [
     ("오늘 날씨 어때?", "하늘이 맑고 바람이 시원해요."),
@@ -41,9 +42,9 @@ def leftovers(parent: Path) -> list[str]:
 def test_a_tiny_model_learns_the_pairs_and_the_saved_folder_generates(
     request, tmp_path: Path, fixture: str
 ) -> None:
-    from harness.backend import Options
-    from harness.generate import HFBackend
-    from harness.models import load_model
+    from harness.engines.contract import Options
+    from harness.engines.hf.backend import HFBackend
+    from harness.engines.models import load_model
     from tests.conftest import seeded
 
     data = write_pairs(tmp_path / "chat.csv")
@@ -228,7 +229,7 @@ def test_the_command_trains_and_reports_in_one_line_on_a_mistake(
 
 
 def test_the_loss_chart_draws_every_series_inside_its_frame() -> None:
-    from harness.finetune_chart import loss_svg
+    from harness.tools.finetune_chart import loss_svg
 
     svg = ET.fromstring(loss_svg([2.0, 1.0], [3.0, 2.2, 1.9], [2.5, 1.5, 1.2, 0.9]))
     lines = svg.findall("{http://www.w3.org/2000/svg}polyline")

@@ -1,4 +1,4 @@
-"""Tests for harness.generate: batched generation with the tiny real models, on CPU.
+"""Tests for harness.engines.hf.backend: batched generation with the tiny real models, on CPU.
 
 The models are random, so no test knows what they will say; each one compares two
 behaviours that must agree (a batch and one prompt at a time, with and without a stop
@@ -12,9 +12,9 @@ import dataclasses
 
 import pytest
 
-from harness.backend import Options, cut_at_stop
-from harness.decoding import PRESETS, Setting
-from harness.generate import HFBackend
+from harness.engines.contract import Options, cut_at_stop
+from harness.engines.hf.backend import HFBackend
+from harness.tasks.decoding import PRESETS, Setting
 from tests.conftest import seeded
 
 PROMPTS = [
@@ -84,7 +84,7 @@ INSTRUCTION = "다음 문장에 담긴 감정을 기쁨, 슬픔, 분노, 불안,
 def test_prompts_read_in_groups_of_similar_length_give_the_outputs_of_one_group(
     loaded, preset: str, instruction: str, monkeypatch
 ) -> None:
-    from harness import prefill
+    from harness.engines.hf import prefill
 
     backend = HFBackend(loaded)
     setting = Setting(preset, PRESETS[preset])
@@ -108,7 +108,7 @@ def test_prompts_read_in_groups_of_similar_length_give_the_outputs_of_one_group(
 
 
 def test_groups_cut_sorted_lengths_where_padding_costs_more_than_a_pass() -> None:
-    from harness.prefill import PASS_COST, groups
+    from harness.engines.hf.prefill import PASS_COST, groups
 
     assert groups([5]) == [[0]]
     # two clusters far apart: reading them together would pad 10 short rows by 100

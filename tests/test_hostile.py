@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 
-from harness import cli, engines, files, records
-from harness.backend import Generation
-from harness.generate import HFBackend
-from harness.models import load_model
+from harness import cli, records
+from harness.common import files
+from harness.engines import registry as engines
+from harness.engines.contract import Generation
+from harness.engines.hf.backend import HFBackend
+from harness.engines.models import load_model
 from tests.conftest import KOREAN_SENTENCES, FakeBackend
 
 LABELS = ["기쁨", "슬픔", "분노", "중립"]

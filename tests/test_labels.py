@@ -1,4 +1,4 @@
-"""Tests for harness.labels: macro-F1, per-label scores, confusion matrices and the
+"""Tests for harness.scoring.labels: macro-F1, per-label scores, confusion matrices and the
 majority baseline on hand-made records, every number worked out in the comments."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness import labels, report
-from harness.metrics import aggregate, score_sample
-from harness.summary import Summary
+from harness.reports import report
+from harness.scoring import labels
+from harness.scoring.metrics import aggregate, score_sample
+from harness.scoring.summary import Summary
 
 LABELS = ["기쁨", "슬픔", "분노"]
 # (reference, output) for six items

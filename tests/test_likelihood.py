@@ -1,4 +1,4 @@
-"""Tests for harness.likelihood: labels ranked by their log-probability after the prompt."""
+"""Tests for harness.engines.hf.likelihood: labels ranked by their log-probability after the prompt."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from harness import records
+from harness.engines.hf.likelihood import rank_labels
+from harness.engines.tokens import encode, split
 from harness.errors import HarnessError
-from harness.likelihood import encode, rank_labels, split
-from harness.pipeline import execute, new_run_dir, prepare
-from harness.tasks import load_task
+from harness.runs.pipeline import execute, new_run_dir, prepare
+from harness.tasks.spec import load_task
 
 LABELS = ["기쁨", "슬픔", "분노", "중립"]
 PROMPTS = [
@@ -113,7 +114,7 @@ def favouring(hf_loaded):
 
 @pytest.mark.parametrize("label", ["슬픔", "중립"])
 def test_the_clearly_likelier_label_is_chosen(favouring, label: str) -> None:
-    from harness.generate import HFBackend
+    from harness.engines.hf.backend import HFBackend
 
     loaded = favouring(label)
     rankings = HFBackend(loaded).rank_labels(PROMPTS, LABELS)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from harness import corpus, metrics
-from harness.metrics import (
+from harness.scoring import corpus, metrics
+from harness.scoring.metrics import (
     METRICS,
     aggregate,
     char_f1,
@@ -440,10 +440,10 @@ def test_adding_a_metric_is_one_entry(monkeypatch, tmp_path, capsys) -> None:
     import json
 
     from harness import cli
-    from harness.metrics import Metric
-    from harness.report import write_all
-    from harness.schema import task_schema
-    from harness.tasks import Task
+    from harness.reports.report import write_all
+    from harness.scoring.metrics import Metric
+    from harness.tasks.schema import task_schema
+    from harness.tasks.spec import Task
     from tests.conftest import BASE_TASK
 
     short = Metric("short", "share of answers of three characters or fewer", "short answers",

@@ -1,4 +1,4 @@
-"""Tests for harness.models: the KoGPT-2 layout, Hugging Face folders, fingerprints, GGUF."""
+"""Tests for harness.engines.models: the KoGPT-2 layout, Hugging Face folders, fingerprints, GGUF."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import models
+from harness.engines import models
+from harness.engines.models import fingerprint_files, load_model, resolve
 from harness.errors import HarnessError
-from harness.models import fingerprint_files, load_model, resolve
 
 
 def copy_of(folder: Path, tmp_path: Path) -> Path:

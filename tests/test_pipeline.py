@@ -1,4 +1,4 @@
-"""Tests for harness.pipeline: preparing a run without a model, executing it with a fake."""
+"""Tests for harness.runs.pipeline: preparing a run without a model, executing it with a fake."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import pipeline
 from harness.errors import HarnessError
-from harness.pipeline import Overrides, execute, new_run_dir, prepare
 from harness.records import read_samples as load_records
+from harness.runs import pipeline
+from harness.runs.pipeline import Overrides, execute, new_run_dir, prepare
 
 MODEL_INFO = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
               "fingerprint": "0" * 64, "load_s": 1.23}

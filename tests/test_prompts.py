@@ -1,4 +1,4 @@
-"""Tests for harness.prompts: sandboxed templates and few-shot assembly."""
+"""Tests for harness.tasks.prompts: sandboxed templates and few-shot assembly."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 
 from harness.errors import HarnessError
-from harness.prompts import Prompt, build_prompts
-from harness.tasks import load_task
+from harness.tasks.prompts import Prompt, build_prompts
+from harness.tasks.spec import load_task
 
 PROMPT = {
     "instruction": "감정을 고르세요.",

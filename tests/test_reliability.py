@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness import cli
-from harness.backend import Generation, Options
-from harness.cache import ResultCache, request_key
-from harness.generate import HFBackend
+from harness.engines.contract import Generation, Options
+from harness.engines.hf.backend import HFBackend
+from harness.runs.cache import ResultCache, request_key
 from tests.conftest import EMOTION_ROWS, write_csv
 
 # ---------------------------------------------------------------- bad input
@@ -108,7 +108,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(write_task, tmp_path, 
 
 
 def test_a_cp949_csv_reads_as_hangul(write_task, tmp_path):
-    from harness.tasks import load_task
+    from harness.tasks.spec import load_task
 
     path = write_task()
     write_csv(tmp_path / "data.csv", EMOTION_ROWS, encoding="cp949")

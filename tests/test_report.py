@@ -1,4 +1,4 @@
-"""Tests for harness.report: CSV that Excel opens safely, and a self-contained HTML review."""
+"""Tests for harness.reports.report: CSV that Excel opens safely, and a self-contained HTML review."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness.metrics import score_sample
-from harness.report import render_html, summarize, write_all, write_csv
-from harness.tables import text
+from harness.reports.report import render_html, summarize, write_all, write_csv
+from harness.reports.tables import text
+from harness.scoring.metrics import score_sample
 
 LABELS = ["기쁨", "슬픔", "분노"]
 
@@ -415,7 +415,7 @@ def test_a_translation_report_shows_intervals_error_bars_and_marks() -> None:
 
 
 def test_the_terminal_summary_names_what_is_significantly_worse() -> None:
-    from harness.summary import Summary
+    from harness.scoring.summary import Summary
 
     shown = text(Summary("translation", translation_records(), None, ["chrf", "bleu"]))
     lines = shown.splitlines()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.backend import Generation, Options, request_seed
-from harness.decoding import PRESETS, Setting
-from harness.prompts import Prompt, build_prompts
+from harness.engines.contract import Generation, Options, request_seed
 from harness.records import read_samples as load_records
-from harness.runner import count_outputs, plan, run
-from harness.tasks import load_task
+from harness.runs.runner import count_outputs, plan, run
+from harness.tasks.decoding import PRESETS, Setting
+from harness.tasks.prompts import Prompt, build_prompts
+from harness.tasks.spec import load_task
 
 GREEDY = Setting("greedy", {})
 BEAM5 = Setting("beam_5_sequences", PRESETS["beam_5_sequences"])

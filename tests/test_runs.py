@@ -1,4 +1,4 @@
-"""Tests for harness.runs: `harness report` and `harness rescore` on a finished run."""
+"""Tests for harness.runs.folders: `harness report` and `harness rescore` on a finished run."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 
 from harness import cli
 from harness.errors import HarnessError
-from harness.pipeline import execute, new_run_dir, prepare
+from harness.records import load_run
 from harness.records import read_samples as load_records
-from harness.runs import load_run, rerender, rescore
+from harness.runs.folders import rerender, rescore
+from harness.runs.pipeline import execute, new_run_dir, prepare
 
 MODEL_INFO = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
               "fingerprint": "0" * 64}

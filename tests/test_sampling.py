@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.sampling import _mix, _mix_int, _signed, draw, gumbel, row_keys
+from harness.engines.sampling import _mix, _mix_int, _signed, draw, gumbel, row_keys
 
 
 def test_the_tensor_hash_is_splitmix64s_finaliser() -> None:

@@ -1,11 +1,12 @@
-"""Tests for harness.sandbox: a hostile or careless template ends in one line, quickly."""
+"""Tests for harness.tasks.sandbox: a hostile or careless template ends in one line, quickly."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness import cli, sandbox
+from harness import cli
 from harness.errors import HarnessError
+from harness.tasks import sandbox
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Tests for harness.schema: the task file's JSON Schema, as editors use it."""
+"""Tests for harness.tasks.schema: the task file's JSON Schema, as editors use it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from harness import cli
-from harness.schema import SHIPPED_SCHEMA, schema_text, task_schema
+from harness.tasks.schema import SHIPPED_SCHEMA, schema_text, task_schema
 from tests.conftest import BASE_TASK
 
 SHIPPED = sorted(cli.TASKS_DIR.glob("*.yaml"))

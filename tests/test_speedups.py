@@ -12,15 +12,14 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from harness.sampling import KeyedDraw, row_keys, warpers
-from harness.speedups import (
-    Sampler,
+from harness.engines.hf.speedups import (
     ScreenedProjection,
     blocked_projection,
     fast_head,
-    fast_sampling_applies,
     screen_top,
 )
+from harness.engines.sampler import Sampler, fast_sampling_applies
+from harness.engines.sampling import KeyedDraw, row_keys, warpers
 
 
 def test_the_blocked_projection_equals_the_plain_one():
@@ -78,7 +77,7 @@ def test_the_plain_bfloat16_product_would_pick_other_tokens_on_near_ties():
 
 
 def test_screening_applies_only_inside_its_block(monkeypatch):
-    from harness import speedups
+    from harness.engines.hf import speedups
 
     monkeypatch.setattr(speedups, "native_bfloat16", lambda: True)
     x, weight = _logit_like(rows=16, vocab=20000)
@@ -106,7 +105,7 @@ def test_screening_applies_only_inside_its_block(monkeypatch):
     ],
 )
 def test_the_screen_serves_only_settings_whose_choices_it_keeps_exact(preset, top):
-    from harness.decoding import PRESETS
+    from harness.tasks.decoding import PRESETS
 
     assert screen_top(PRESETS[preset]) == top
 

@@ -1,4 +1,4 @@
-"""Tests for harness.stats: intervals and paired tests, checked against hand computations,
+"""Tests for harness.scoring.stats: intervals and paired tests, checked against hand computations,
 scipy, sacrebleu and brute force over every resample or swap."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from harness import corpus, stats
-from harness.stats import Items
+from harness.scoring import corpus, stats
+from harness.scoring.stats import Items
 
 
 def mean_score(sums: np.ndarray) -> np.ndarray:
@@ -181,7 +181,7 @@ def test_holm_by_hand() -> None:
 
 
 def test_the_jackknife_of_distinct_bigrams_leaves_each_item_out() -> None:
-    from harness.textscores import distinct_n
+    from harness.scoring.textscores import distinct_n
 
     texts = [["오늘 날씨가 좋다", "오늘 날씨가 좋다"], ["오늘 날씨가 흐리다"], ["비가 온다 비가 온다"],
              ["눈이 온다"], []]

@@ -1,4 +1,4 @@
-"""Tests for harness.summary: intervals, marks and paired comparisons on hand-made records
+"""Tests for harness.scoring.summary: intervals, marks and paired comparisons on hand-made records
 whose numbers can be worked out by hand."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from harness.metrics import score_sample
-from harness.summary import Summary, columns, summarize
+from harness.scoring.metrics import score_sample
+from harness.scoring.summary import Summary, columns, summarize
 
 LABELS = ["기쁨", "슬픔"]
 GOLD = ["기쁨", "슬픔"] * 4  # 8 items

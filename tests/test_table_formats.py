@@ -1,4 +1,4 @@
-"""Tests for harness.table_formats: data files as Excel workbooks (.xlsx) and Parquet."""
+"""Tests for harness.tasks.formats: data files as Excel workbooks (.xlsx) and Parquet."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import read_table
 from harness.errors import HarnessError
-from harness.pipeline import prepare
+from harness.runs.pipeline import prepare
+from harness.tasks.data import read_table
 from tests.conftest import EMOTION_ROWS
 
 

@@ -1,11 +1,11 @@
-"""Tests for harness.tables: how numbers, intervals and comparisons read."""
+"""Tests for harness.reports.tables: how numbers, intervals and comparisons read."""
 
 from __future__ import annotations
 
 import math
 
-from harness import tables
-from harness.summary import Summary
+from harness.reports import tables
+from harness.scoring.summary import Summary
 from tests.test_summary import LABELS, grid
 
 

@@ -1,4 +1,4 @@
-"""Tests for harness.tasks: loading a task file and refusing mistakes with file and line."""
+"""Tests for harness.tasks.spec: loading a task file and refusing mistakes with file and line."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.tasks import load_task
+from harness.tasks.spec import load_task
 
 VALID = """\
 name: tiny
@@ -198,7 +198,7 @@ def test_an_alias_that_contains_itself_is_refused(write_yaml) -> None:
 def test_a_task_file_is_parsed_once_with_libyaml_where_there_is_one(write_yaml, monkeypatch) -> None:
     import yaml
 
-    from harness import tasks
+    from harness.tasks import spec as tasks
 
     if yaml.__with_libyaml__:
         assert issubclass(tasks._Loader, yaml.CSafeLoader)

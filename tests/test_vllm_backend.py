@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import cli, engines, pipeline, records, vllm_backend
-from harness.backend import Options
-from harness.decoding import PRESETS, Setting
+from harness import cli, records
+from harness.engines import registry as engines
+from harness.engines.contract import Options
+from harness.engines.vllm import backend as vllm_backend
+from harness.runs import pipeline
+from harness.tasks.decoding import PRESETS, Setting
 from tests.conftest import seeded
 
 PROMPTS = [
@@ -64,7 +67,7 @@ def vllm_tiny(hf_model_dir: Path):
 
 @pytest.fixture(scope="session")
 def hf_tiny(hf_loaded):
-    from harness.generate import HFBackend
+    from harness.engines.hf.backend import HFBackend
 
     return HFBackend(hf_loaded)
 
@@ -159,7 +162,7 @@ def test_harness_run_with_vllm_writes_the_report_and_records_the_engine(
 
 
 def test_bench_times_both_backends_side_by_side(vllm_tiny, write_task, hf_model_dir):
-    from harness.bench import format_table, run_bench
+    from harness.tools.bench import format_table, run_bench
 
     figures = run_bench(str(write_task()), str(hf_model_dir), ["greedy", "beam", "top_p"], [0, 1],
                         sample=4, max_new_tokens=4, device="cpu", backends=("hf", "vllm"),
@@ -247,8 +250,8 @@ def test_ctrl_c_leaves_no_engine_process(write_task, emotion_rows, hf_model_dir,
 
 @pytest.mark.slow
 def test_the_default_model_gives_the_same_on_both_backends(real_harness_cache):
-    from harness.generate import HFBackend
-    from harness.models import load_model
+    from harness.engines.hf.backend import HFBackend
+    from harness.engines.models import load_model
 
     prompts = [
         "다음 문장에 담긴 감정을 고르세요.\n문장: 시험에 합격해서 너무 기뻐요.\n감정:",

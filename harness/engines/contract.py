@@ -1,0 +1,148 @@
+"""The backend contract: all that the runner, the cache and the bench know of an engine.
+
+A backend turns the prompts of one decoding setting into generations, ranks labels by
+log-probability, counts tokens and says how many prompts fit in a batch. Two implement
+it: transformers (``generate.HFBackend``) and vLLM (``vllm_backend.VLLMBackend``); tests
+put a fake in their place. Nothing here imports torch.
+
+What a backend promises:
+
+- ``generate(prompts, setting, seeds, options)`` returns, for each prompt, the setting's
+  returned sequences in order. A sampled prompt comes with its own seed (see
+  ``request_seed``), and its outputs depend on that seed and the prompt alone, never on
+  the other prompts of the batch, so that a cache or a resumed run gives what a fresh run
+  gives.
+- ``identity()`` names everything besides the request that can change an output (the
+  engine, its speed-ups, device and precision); it is part of every cache key and of
+  run.json.
+- ``describe()["fingerprint"]`` identifies the weights (a digest of the model's files, or
+  a hub id at its resolved commit); it is None when they cannot be identified, and then
+  the result cache is not used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from harness.tasks.decoding import Setting
+
+@dataclass(frozen=True)
+class Options:
+    """What every setting of a task shares."""
+
+    max_new_tokens: int = 32
+    stop: tuple[str, ...] = ()
+    bad_words: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str  # the answer: the generated text cut at the first stop string
+    raw: str  # everything generated, special tokens left out
+    n_tokens: int  # generated tokens, up to and including eos or the stop string
+    mean_logprob: float | None  # mean log-probability of those tokens under the model
+    stop_reason: str  # "eos", "stop" (a stop string) or "length"
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    label: str
+    logprob: float  # the sum over the label's tokens
+    n_tokens: int
+
+    @property
+    def mean(self) -> float:
+        return self.logprob / self.n_tokens
+
+
+class Backend(Protocol):
+    name: str  # "hf", "vllm", ...
+
+    def identity(self) -> dict[str, Any]:
+        """What besides the request decides an output (engine, speed-ups, precision)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """The model as run.json records it: name, fingerprint, type, device, dtype, ...
+
+        Two keys the run reads where present: ``context_length`` (prompt and answer
+        tokens the model has positions for; prompts that do not fit are refused or cut
+        before generating) and ``chat_template`` (a digest of the tokenizer's chat
+        template, None without one; a run on plain text then says the model has one).
+        """
+        ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    def batch_rows(self, setting: Setting) -> int:
+        """How many prompts of ``setting`` go into one ``generate`` call."""
+        ...
+
+    def generate(
+        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
+    ) -> list[list[Generation]]: ...
+
+    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
+        """Each label's log-probability after each prompt, in the labels' order."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the engine (processes, memory); the backend is not used after."""
+        ...
+
+
+def request_seed(seed: int | None, prompt: str) -> int | None:
+    """The seed of one sampled request: the task's seed mixed with the prompt's text.
+
+    Two settings sampling the same prompt with the same seed share it, so their draws
+    use the same random numbers (differences between them come from the settings).
+    """
+    if seed is None:
+        return None
+    digest = hashlib.sha256(f"{seed}\x00{prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def finish(ids: list[int], logprobs: list[float], decode: Callable[[list[int]], str],
+           eos_ids: set[int], stop: tuple[str, ...]) -> Generation:
+    """One returned sequence as the harness reports it, whatever engine generated it.
+
+    ``ids``: the generated token ids (anything after an eos is ignored); ``logprobs``:
+    each one's log-probability under the model; ``decode``: token ids to text, special
+    tokens left out. The answer ends at the first eos (counted) or at the first stop
+    string (cut out of the text; tokens counted up to the one that completed it).
+    """
+    length, reason = len(ids), "length"
+    for position, token in enumerate(ids):
+        if token in eos_ids:
+            length, reason = position + 1, "eos"
+            break
+    raw = decode(ids[:length])
+    text, stopped = cut_at_stop(raw, stop)
+    if stopped:
+        # A row may run on past a stop string (beam search pads with eos; an engine may
+        # stop a token later), so the tokens are counted up to the one that completed it.
+        length = next(k for k in range(1, length + 1) if cut_at_stop(decode(ids[:k]), stop)[1])
+        reason = "stop"
+    mean = sum(logprobs[:length]) / length if length else None
+    return Generation(text, raw, length, mean, reason)
+
+
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """The text before the first stop string, and whether one was found."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How the engine spreads over devices and machines (vLLM's own options; the
+    transformers backend runs on one device)."""
+
+    tensor: int = 1  # GPUs each copy of the model is split over
+    data: int = 1  # copies of the model, each serving part of the requests
+    ray: bool = False  # workers on a running Ray cluster (more than one machine)

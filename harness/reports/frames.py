@@ -1,0 +1,67 @@
+"""pandas DataFrames of a run, and a DataFrame's rows as a task's items.
+
+The tables are the CSV files' twins: ``samples`` has results.csv's columns and rows,
+``summary`` summary.csv's (both built by the functions that write those files, so a
+column added there appears here too), with the CSV's text turned back into values:
+numbers as numbers, missing values as NaN or <NA>, no spreadsheet formula guard.
+pandas is imported here only, when a table is first asked for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harness.reports import report
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.records import Record
+    from harness.scoring.summary import Summary
+
+# Columns of whole numbers that may be missing: nullable integers, not floats.
+_INTEGERS = ("seed", "n_tokens")
+
+
+def samples(records: list[Record]) -> pd.DataFrame:
+    """One row per output, with results.csv's columns in its order."""
+    import pandas as pd
+
+    columns = report.csv_columns()
+    frame = pd.DataFrame([report.result_row(r, columns) for r in records], columns=columns)
+    for column in _INTEGERS:
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def summary(table: Summary) -> pd.DataFrame:
+    """One row per setting × shot count, with summary.csv's columns in its order."""
+    import pandas as pd
+
+    header, rows = report.summary_table(table)
+    frame = pd.DataFrame(rows, columns=header)
+    counts = {m.name for m in table.metrics if m.count}
+    for column in header:
+        if column in counts:  # counts: 3, not 3.0
+            frame[column] = frame[column].astype("Int64")
+        elif column.endswith("_mark"):  # best, tied, worse
+            frame[column] = frame[column].astype("string")
+        elif column not in ("setting", "shots"):
+            frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def items(frame: Any, source: str) -> list[dict[str, Any]]:
+    """A DataFrame's rows as items: column names as text, missing cells as "" (as an
+    empty cell of a CSV file reads), numbers as Python numbers."""
+    import pandas as pd
+
+    from harness.errors import HarnessError
+
+    if not isinstance(frame, pd.DataFrame):
+        raise HarnessError(f"{source}: expected a DataFrame")
+    names = [str(name) for name in frame.columns]
+    if len(set(names)) != len(names):
+        raise HarnessError(f"{source}: the DataFrame's columns need distinct names")
+    filled = frame.astype(object).where(frame.notna(), "")
+    return [dict(zip(names, row)) for row in filled.itertuples(index=False, name=None)]

@@ -1,0 +1,318 @@
+"""The metric registry: every metric the harness reports is one entry of ``METRICS``.
+
+An entry says which task kinds show it, how one output is scored (the record field it
+writes), how outputs add up (a mean of that field, a corpus statistic from summed
+counts, or distinct n-grams), which way is better, its help text, chart label and
+digits. The summary and its intervals, summary.csv, the report's help and charts, the
+schema, `metrics:` validation and `harness list` all read it; adding a metric is adding
+an entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.scoring import corpus
+from harness.scoring.textscores import (  # noqa: F401 (the scorers, importable from here as before)
+    char_f1,
+    contains_answer,
+    distinct_n,
+    exact_match,
+    first_label,
+    normalize,
+    repeated_ngram_rate,
+    repeated_ngram_rate_ids,
+)
+
+KINDS = ("classification", "qa", "translation", "generation")
+GENERATED = ("qa", "translation", "generation")  # kinds whose answers are free text
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a per-output score sees: the answer, its references, the task's labels, and
+    (classification) the label the answer names."""
+
+    text: str
+    references: list[str]
+    labels: list[str] | None
+    predicted: str | None = None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an aggregate needs beyond the records: the task's labels (classification)."""
+
+    labels: tuple[str, ...] = ()
+
+
+Stats = Callable[[list[Record], Scope], np.ndarray]  # records -> one row of counts each
+Score = Callable[[np.ndarray, Scope], np.ndarray]  # summed rows (..., d) -> values (...)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric. Without ``stats`` and ``score`` (or ``distinct``) it is the mean of its
+    per-output field over a setting's outputs; ``sample`` computes that field when a
+    record is scored (fields such as length come with the record)."""
+
+    name: str
+    help: str  # what the number is: the summary heading's tooltip, `harness list`
+    label: str  # chart axis label
+    kinds: tuple[str, ...] = KINDS
+    higher: bool | None = True  # which way is better; None: a description, not a score
+    sample: Callable[[Output], float | None] | None = None  # the per-output score
+    field: str = ""  # the record field the per-output score is in (default: name)
+    stats: Stats | None = None  # a corpus statistic: per-output counts ...
+    score: Score | None = None  # ... and the value of their sum (default: the mean of field)
+    distinct: int = 0  # distinct n-grams / n-grams over all outputs, for this n
+    binary: bool = False  # per-output values are 0 or 1 (McNemar applies)
+    needs_reference: bool = False  # shown only when the outputs have references
+    count: bool = False  # a count of outputs: neither an interval nor a `metrics:` choice
+    digits: int = 3
+    heading: str = ""  # the summary's column heading (default: name)
+
+    @property
+    def column(self) -> str:
+        return self.field or self.name
+
+    @property
+    def title(self) -> str:
+        return self.heading or self.name
+
+    def outputs_stats(self, records: list[Record], scope: Scope) -> np.ndarray:
+        """One row of additive statistics per record (not for distinct n-grams)."""
+        if self.stats is not None:
+            return self.stats(records, scope)
+        # a record scored before this metric existed is scored here
+        values = [r[self.column] if self.column in r or self.sample is None else
+                  self.sample(Output(r["output"], r.get("references") or [],
+                                     list(scope.labels) or None, r.get("predicted")))
+                  for r in records]
+        return np.array([[v, 1.0] if v is not None else [0.0, 0.0] for v in values],
+                        dtype=float).reshape(len(values), 2)
+
+    def value(self, sums: np.ndarray, scope: Scope) -> np.ndarray:
+        """The metric from summed statistics (any leading shape)."""
+        if self.score is not None:
+            return self.score(sums, scope)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sums[..., 1] > 0, sums[..., 0] / sums[..., 1], np.nan)
+
+
+# ---------------------------------------------------------------- per-output scores
+
+
+def _correct(o: Output) -> float:
+    gold = o.references[0] if o.references else None
+    return float(o.predicted is not None and o.predicted == gold)
+
+
+def _against_references(fn: Callable[[str, list[str]], float]) -> Callable[[Output], float | None]:
+    return lambda o: fn(o.text, o.references) if o.references else None
+
+
+# ---------------------------------------------------------------- corpus statistics
+
+
+def _first_references(records: list[Record]) -> tuple[list[str], list[str]]:
+    kept = [r for r in records if r.get("references")]
+    return [r["output"] for r in kept], [r["references"][0] for r in kept]
+
+
+def _sacrebleu(stats: Callable[[Sequence[str], Sequence[str]], np.ndarray]) -> Stats:
+    def per_output(records: list[Record], scope: Scope) -> np.ndarray:
+        rows = np.zeros((len(records), stats([], []).shape[1]))
+        with_refs = [i for i, r in enumerate(records) if r.get("references")]
+        rows[with_refs] = stats(*_first_references([records[i] for i in with_refs]))
+        return rows
+
+    return per_output
+
+
+def _confusion(records: list[Record], scope: Scope) -> np.ndarray:
+    golds = [(r.get("references") or [None])[0] for r in records]
+    return corpus.confusion_stats(golds, [r.get("predicted") for r in records], scope.labels)
+
+
+def _count(test: Callable[[Record], bool]) -> Stats:
+    return lambda records, scope: np.array([[float(test(r))] for r in records]).reshape(-1, 1)
+
+
+def _sum(sums: np.ndarray, scope: Scope) -> np.ndarray:
+    return sums[..., 0]
+
+
+# ---------------------------------------------------------------- the registry
+
+METRICS: tuple[Metric, ...] = (
+    Metric("accuracy", "share of outputs whose first named label is the reference",
+           "accuracy", kinds=("classification",), sample=_correct, field="correct",
+           binary=True),
+    Metric("macro_f1", "mean over labels of each label's F1 (labels that are a reference "
+           "or an answer); a model that always gives one label scores low here",
+           "macro-F1", kinds=("classification",), stats=_confusion,
+           score=lambda s, scope: corpus.macro_f1(s, len(scope.labels)), heading="macro F1"),
+    Metric("invalid", "share of outputs that name none of the labels", "no label named",
+           kinds=("classification",), higher=False,
+           sample=lambda o: float(o.predicted is None), binary=True),
+    Metric("exact_match", "share of outputs equal to a reference (normalized)",
+           "exact match", kinds=("qa",), sample=_against_references(exact_match),
+           binary=True),
+    Metric("f1", "character F1 against the best reference, as KorQuAD's evaluation",
+           "character F1", kinds=("qa", "generation"), sample=_against_references(char_f1),
+           needs_reference=True),
+    Metric("contains", "share of outputs that contain a reference", "answer contained",
+           kinds=("qa",), sample=_against_references(contains_answer), binary=True),
+    Metric("bleu", "corpus BLEU against the first reference, 0-100 (sacrebleu, 13a)", "BLEU",
+           kinds=("translation",), stats=_sacrebleu(corpus.bleu_stats),
+           score=lambda s, scope: corpus.bleu_score(s), digits=1),
+    Metric("chrf", "corpus chrF against the first reference, 0-100 (sacrebleu)", "chrF",
+           kinds=("translation", "generation"), stats=_sacrebleu(corpus.chrf_stats),
+           score=lambda s, scope: corpus.chrf_score(s), needs_reference=True, digits=1),
+    Metric("distinct_1", "distinct words / words, over all outputs; it falls as outputs "
+           "grow, so compare settings that return as many (interval: jackknife over items)",
+           "distinct-1", kinds=("translation", "generation"), distinct=1),
+    Metric("distinct_2", "distinct word pairs / word pairs, over all outputs; it falls as "
+           "outputs grow, so compare settings that return as many (interval: jackknife over "
+           "items)", "distinct-2", kinds=("translation", "generation"), distinct=2),
+    Metric("repetition", "mean share of an output's word 3-grams that repeat an earlier one",
+           "repeated 3-gram rate", kinds=GENERATED, higher=False,
+           sample=lambda o: repeated_ngram_rate(o.text, 3)),
+    Metric("length", "mean tokens generated", "tokens generated", higher=None,
+           field="n_tokens", digits=1),
+    Metric("logprob", "mean log-probability per generated token under the model (how "
+           "likely the model finds its own answer, not how good it is)", "mean log-prob",
+           higher=None, field="mean_logprob"),
+    Metric("stop_eos", "outputs that ended with the end-of-sequence token", "ended at eos",
+           higher=None, stats=_count(lambda r: r.get("stop_reason") == "eos"), score=_sum,
+           count=True, heading="eos"),
+    Metric("stop_string", "outputs cut at a stop string", "cut at a stop string",
+           higher=None, stats=_count(lambda r: r.get("stop_reason") == "stop"), score=_sum,
+           count=True, heading="stop str"),
+    Metric("stop_length", "outputs that ran to max_new_tokens", "ran to max_new_tokens",
+           higher=None, stats=_count(lambda r: r.get("stop_reason") == "length"), score=_sum,
+           count=True, heading="max len"),
+    Metric("n", "outputs", "outputs", higher=None, stats=_count(lambda r: True), score=_sum,
+           count=True),
+)
+
+# The metric a kind's summary and charts lead with when the task chooses none: the first
+# of these that the run has.
+MAIN = {"classification": ["accuracy"], "qa": ["f1"], "translation": ["chrf"],
+        "generation": ["chrf", "distinct_2"]}
+# The per-output field that marks an answer right (1) or wrong (0) on the page.
+RIGHT_OR_WRONG = {"classification": "correct", "qa": "exact_match"}
+
+# Everything below reads METRICS when called, never a copy made at import: an entry added
+# to METRICS is at once scored, summarised, validated, charted and in the schema.
+
+
+def sample_fields() -> tuple[str, ...]:
+    """The fields ``score_sample`` writes into a record (any kind)."""
+    per_output = (m.column for m in METRICS if m.sample and m.column != "correct")
+    return ("predicted", "correct", *dict.fromkeys(per_output))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SAMPLE_FIELDS":  # metrics.SAMPLE_FIELDS, as records.py and runs.py read it
+        return sample_fields()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def find(name: str) -> Metric | None:
+    return next((m for m in METRICS if m.name == name), None)
+
+
+def get(name: str) -> Metric:
+    found = find(name)
+    if found is None:
+        raise KeyError(name)
+    return found
+
+
+def for_kind(kind: str, references: bool = True) -> list[Metric]:
+    """The metrics a kind's summary shows, in the registry's order; without references,
+    those that compare with one are left out."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown task kind: {kind!r}")
+    return [m for m in METRICS if kind in m.kinds and (references or not m.needs_reference)]
+
+
+def metric_names(kind: str) -> list[str]:
+    """The metric names a task of ``kind`` may list under ``metrics``."""
+    return [m.name for m in for_kind(kind) if not m.count]
+
+
+def every_name() -> list[str]:
+    """Every name any kind may list under ``metrics`` (the schema's choices)."""
+    return [m.name for m in METRICS if not m.count]
+
+
+def main_metric(kind: str, available: Sequence[str]) -> str | None:
+    return next((name for name in MAIN[kind] if name in available), None)
+
+
+# ---------------------------------------------------------------- per output / aggregate
+
+
+def score_sample(
+    kind: str, output: str, references: list[str], labels: list[str] | None
+) -> dict[str, float | str | None]:
+    """Per-output scores for a task ``kind``: each of its metrics' per-output field, the
+    label named (classification) and whether the answer is right (classification, qa).
+
+    For classification without ``labels`` the references serve as the label set.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown task kind: {kind!r}")
+    scores: dict[str, float | str | None] = {}
+    predicted = None
+    if kind == "classification":
+        predicted = first_label(output, labels if labels is not None else references)
+        scores["predicted"] = predicted
+    seen = Output(output, references, labels, predicted)
+    for metric in for_kind(kind):
+        if metric.sample is not None:
+            scores[metric.column] = metric.sample(seen)
+    scores["correct"] = scores.get(RIGHT_OR_WRONG.get(kind, ""))
+    return scores
+
+
+def scope_of(kind: str, records: list[Record], labels: Sequence[str] | None = None) -> Scope:
+    """The aggregates' scope. Classification: the task's labels, then any other reference
+    or answer the records name (in the order first met), so that every output has a cell
+    in the confusion matrix."""
+    if kind != "classification":
+        return Scope()
+    found = list(labels or [])
+    for record in records:
+        for name in ((record.get("references") or [None])[0], record.get("predicted")):
+            if name is not None and name not in found:
+                found.append(name)
+    return Scope(tuple(found))
+
+
+def aggregate(kind: str, rows: list[Record], labels: Sequence[str] | None = None,
+              ) -> dict[str, float | None]:
+    """Each of the kind's metrics over ``rows`` (records with their ``score_sample``
+    fields): its value over all outputs, without intervals (summary.py adds those)."""
+    scope = scope_of(kind, rows, labels)
+    references = any(r.get("references") for r in rows)
+    result: dict[str, float | None] = {}
+    for metric in for_kind(kind, references):
+        result[metric.name] = value_of(metric, rows, scope)
+    return result
+
+
+def value_of(metric: Metric, rows: list[Record], scope: Scope) -> float | None:
+    """One metric over ``rows``: None when no output has a value for it."""
+    if metric.distinct:
+        return distinct_n([r["output"] for r in rows], metric.distinct)
+    value = float(metric.value(metric.outputs_stats(rows, scope).sum(axis=0), scope))
+    return None if np.isnan(value) else value

@@ -1,0 +1,105 @@
+"""Prompts sent through a tokenizer's chat template (task field ``chat``, ``--chat``).
+
+Instruct models (EXAONE-Instruct, Qwen-Instruct, Gemma-it, ...) were trained on text
+laid out by their chat template; fed raw text they answer worse than they can. Two
+ways to lay out a prompt as turns:
+
+- ``turns``: the instruction as the system turn, each example as a user turn (the query
+  template rendered on the example) and an assistant turn (its target), the item's
+  query as the last user turn, as lm-evaluation-harness does with
+  ``--apply_chat_template --fewshot_as_multiturn``;
+- ``single``: one user turn holding the whole plain prompt.
+
+The template then adds the opening of the assistant's turn (``add_generation_prompt``),
+so the answer starts where the prompt ends. A template that refuses a system turn (some
+do) gets the instruction at the top of the first user turn instead. The templated text
+is the prompt: ``preview`` shows it, the records and run.json keep it, and it is
+tokenized as transformers tokenizes templated text (``tokens.prompt_ids``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.tasks.prompts import Prompt, Templates
+from harness.tasks.spec import LoadedTask
+
+MODES = ("none", "turns", "single")
+# What run and preview say when a model with a chat template is given plain prompts.
+PLAIN_NOTE = ("note: this model's tokenizer has a chat template, and the prompts go in as "
+              "plain text; chat: turns in the task (or --chat) sends them through it")
+
+
+def turns(task: LoadedTask, prompt: Prompt, mode: str, templates: Templates
+          ) -> list[dict[str, str]]:
+    """The chat messages of one prompt (``mode``: turns or single)."""
+    if mode == "single":
+        return [{"role": "user", "content": prompt.text}]
+    spec = task.spec
+    pool = task.pool if task.pool is not None else task.items
+    messages = []
+    if spec.prompt.instruction:
+        messages.append({"role": "system", "content": templates.render("prompt.instruction")})
+    for j in prompt.examples:
+        answers = templates.references(pool[j])
+        if not answers:
+            raise HarnessError(
+                f"{task.path}: chat: turns writes each example's answer from target, which "
+                "this task lacks; use chat: single or add target"
+            )
+        messages.append({"role": "user", "content": templates.render("prompt.query", pool[j])})
+        messages.append({"role": "assistant", "content": answers[0]})
+    messages.append({"role": "user", "content": templates.render("prompt.query",
+                                                                 task.items[prompt.item])})
+    return messages
+
+
+def render(tokenizer: Any, messages: list[dict[str, str]], model: str) -> str:
+    """The text the tokenizer's chat template makes of ``messages``, ready for the
+    assistant's answer."""
+    try:
+        return _apply(tokenizer, messages)
+    except HarnessError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (jinja2 errors, or the template's own raise)
+        if messages[0]["role"] != "system":
+            raise HarnessError(f"--model {model}: its chat template failed ({exc})") from None
+    # templates that refuse a system turn: the instruction opens the first user turn
+    system, first, *rest = messages
+    merged = {"role": "user", "content": system["content"] + "\n\n" + first["content"]}
+    try:
+        return _apply(tokenizer, [merged, *rest])
+    except Exception as exc:  # noqa: BLE001
+        raise HarnessError(f"--model {model}: its chat template failed ({exc})") from None
+
+
+def _apply(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):
+        raise HarnessError("the chat template did not give one text")
+    return text
+
+
+def check_template(tokenizer: Any, model: str) -> None:
+    """Refuse, in one line, a model whose tokenizer has no chat template."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise HarnessError(
+            f"--model {model}: its tokenizer has no chat template; run with chat: none "
+            "(no --chat), or choose an instruct model"
+        )
+
+
+def templated(task: LoadedTask, prompts: list[Prompt], mode: str, tokenizer: Any,
+              model: str, shots: list[int] | None = None) -> list[Prompt]:
+    """The prompts with their text sent through the chat template (``mode`` turns or
+    single; none leaves them as they are)."""
+    if mode == "none":
+        return prompts
+    check_template(tokenizer, model)
+    templates = Templates(task, shots)
+    return [
+        dataclasses.replace(p, text=render(tokenizer, turns(task, p, mode, templates), model))
+        for p in prompts
+    ]

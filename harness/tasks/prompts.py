@@ -1,0 +1,224 @@
+"""Prompts: sandboxed Jinja templates and few-shot assembly."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from harness.errors import HarnessError
+from harness.tasks import sandbox
+from harness.tasks.data import Item
+from harness.tasks.spec import LoadedTask
+
+# Every template goes through one environment (``sandbox``): sandboxed (no reaching
+# Python internals), strict (a missing variable is an error, never an empty string),
+# faithful to whitespace (a trailing newline in a template is part of the prompt), and
+# bounded in rendering time and size.
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One rendered prompt: an item at a shot count, with its reference answers."""
+
+    item: int  # index of the item in the task's data, from 0
+    shots: int
+    text: str
+    references: list[str]  # the target first, then accepted aliases
+    examples: list[int]  # indices into the few-shot pool (or the data) of the shots
+
+
+class Templates:
+    """The task's templates, compiled once and checked against the data's columns."""
+
+    def __init__(self, task: LoadedTask, shots: list[int] | None = None) -> None:
+        spec = task.spec
+        self.task = task
+        shots = shots if shots is not None else spec.shots  # --shots may ask for examples
+        sources = {
+            "prompt.instruction": spec.prompt.instruction,
+            "prompt.example": spec.prompt.example if max(shots) > 0 else None,
+            "prompt.query": spec.prompt.query,
+            "target": spec.target,
+            "aliases": spec.aliases,
+        }
+        self.compiled: dict[str, sandbox.Compiled] = {}
+        self.variables: dict[str, frozenset[str]] = {}
+        for name, source in sources.items():
+            if source is None:
+                continue
+            self.compiled[name] = sandbox.compile_template(source, f"{task.path}: {name}")
+            self.variables[name] = self.compiled[name].variables
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        task = self.task
+        pool = task.pool if task.pool is not None else task.items
+        for name, variables in self.variables.items():
+            rows = pool if name == "prompt.example" else task.items
+            if name == "prompt.instruction":
+                rows = []  # the instruction is rendered with no item
+                if variables:
+                    raise HarnessError(
+                        f"{task.path}: prompt.instruction uses {_names(variables)}, but it is "
+                        "rendered once, with no item; move them into prompt.query"
+                    )
+            for number, row in enumerate(rows, start=1):
+                missing = variables - row.keys()
+                if missing:
+                    which = "few-shot pool" if rows is task.pool else "data"
+                    raise HarnessError(
+                        f"{task.path}: {name} uses {_names(missing)}, missing from {which} "
+                        f"item {number}, which has columns {_names(row.keys())}"
+                    )
+
+    def render(self, name: str, row: Item | None = None) -> str:
+        return sandbox.render(self.compiled[name], row or {}, f"{self.task.path}: {name}")
+
+    def references(self, row: Item) -> list[str]:
+        if "target" not in self.compiled:
+            return []
+        refs = [self.render("target", row).strip()]
+        if "aliases" in self.compiled:
+            aliases = (a.strip() for a in self.render("aliases", row).split("|"))
+            refs += [a for a in aliases if a and a not in refs]
+        return refs
+
+
+def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prompt]:
+    """Render every item at every shot count, examples drawn as ``Examples`` says."""
+    spec = task.spec
+    shot_counts = shots if shots is not None else spec.shots
+    templates = Templates(task, shot_counts)
+    pool = task.pool if task.pool is not None else task.items
+    _check_shots(task, shot_counts, pool)
+    _check_labels(task, templates)
+    instruction = templates.render("prompt.instruction") if spec.prompt.instruction else None
+    need = max(shot_counts)
+    examples = Examples(task.spec.name, pool, spec.fewshot_order)
+    shown: dict[int, str] = {}  # a pool row rendered as an example, once
+    prompts = []
+    own_pool = pool is task.items  # then an item's key is the pool's already
+    for index, item in enumerate(task.items):
+        order = examples.draw(index, item, need, examples.keys[index] if own_pool else None)
+        if len(order) < need:  # the pool holds copies of this item
+            raise HarnessError(
+                f"{task.path}: data item {index + 1} has copies among the examples, which "
+                f"leaves {len(order)} others; shots asks for {need}"
+            )
+        query = templates.render("prompt.query", item)
+        references = templates.references(item)
+        for j in order:
+            if j not in shown:
+                shown[j] = templates.render("prompt.example", pool[j])
+        for k in shot_counts:
+            chosen = order[:k]
+            blocks = [instruction] if instruction is not None else []
+            blocks += [shown[j] for j in chosen]
+            blocks.append(query)
+            text = spec.prompt.separator.join(blocks)
+            prompts.append(Prompt(index, k, text, references, chosen))
+    return prompts
+
+
+class Examples:
+    """Draws the examples of each item from a pool, in time linear in the shots.
+
+    ``order`` is the task's ``fewshot_order``. ``per_item`` shuffles the pool for each
+    item, seeded by the task name and the item's index, so a run is repeatable; ``first``
+    keeps the pool's own order, so every item gets the same first rows. A k-shot prompt
+    takes the first k, so the 3-shot prompt extends the 1-shot one. Rows equal to the
+    item itself are never used. A shuffle is drawn from the front (Fisher-Yates over a
+    map of the swaps made), so a draw touches about as many rows as it returns, never
+    the whole pool.
+    """
+
+    def __init__(self, name: str, pool: list[Item], order: str = "per_item") -> None:
+        self.name = name
+        self.order = order
+        self.keys = [row_key(row) for row in pool]
+        self.copies = Counter(self.keys)
+        self._others: dict[Hashable, list[int]] = {}
+
+    def draw(self, index: int, item: Item, k: int, key: Hashable | None = None) -> list[int]:
+        """Up to ``k`` pool indices for item ``index``, fewer only when the pool has
+        fewer rows that differ from the item (``key``: its ``row_key``, if known)."""
+        key = row_key(item) if key is None else key
+        copies = self.copies.get(key, 0)
+        size = len(self.keys)
+        if copies * 2 > size:
+            # Mostly copies of this item: draw from the list of the others instead of
+            # passing over copies (the list is made once per such item).
+            if key not in self._others:
+                self._others[key] = [j for j, other in enumerate(self.keys) if other != key]
+            rows, skip = self._others[key], None
+        else:
+            rows, skip = None, key
+        want = min(k, size - copies)
+        if self.order == "first":
+            ordered = rows if rows is not None else range(size)
+            return list(itertools.islice(
+                (row for row in ordered if skip is None or self.keys[row] != skip), want))
+        rng = random.Random(f"{self.name}:{index}")
+        swaps: dict[int, int] = {}
+        chosen: list[int] = []
+        n = len(rows) if rows is not None else size
+        position = 0
+        while len(chosen) < want:
+            j = rng.randrange(position, n)
+            picked = swaps.get(j, j)
+            swaps[j] = swaps.get(position, position)
+            position += 1
+            row = rows[picked] if rows is not None else picked
+            if skip is None or self.keys[row] != skip:
+                chosen.append(row)
+        return chosen
+
+
+def row_key(row: Item) -> Hashable:
+    """A key that equal rows share: their columns and values, in column order (as JSON
+    where a value is a list or a mapping)."""
+    try:
+        key: Hashable = tuple(sorted(row.items(), key=lambda pair: str(pair[0])))
+        hash(key)
+        return key
+    except TypeError:
+        pass
+    try:
+        named = {str(column): value for column, value in row.items()}
+        return json.dumps(named, sort_keys=True, ensure_ascii=False, default=str)
+    except TypeError:  # mappings inside whose keys do not sort
+        return repr(row)
+
+
+def _check_shots(task: LoadedTask, shot_counts: list[int], pool: list[Item]) -> None:
+    need = max(shot_counts)
+    have = len(pool) - (0 if task.pool is not None else 1)
+    if need > have:
+        where = "the few-shot pool" if task.pool is not None else "the data (no fewshot pool)"
+        raise HarnessError(
+            f"{task.path}: shots asks for {need} examples, but {where} has {have} to draw from"
+        )
+    if need > 0 and not task.spec.prompt.example:
+        raise HarnessError(f"{task.path}: shots above 0 need prompt.example")
+
+
+def _check_labels(task: LoadedTask, templates: Templates) -> None:
+    labels = task.spec.labels
+    if task.spec.kind != "classification" or not labels:
+        return
+    for rows, which in ((task.items, "data"), (task.pool or [], "few-shot pool")):
+        for number, row in enumerate(rows, start=1):
+            reference = templates.references(row)[0] if which == "data" else None
+            if reference is not None and reference not in labels:
+                raise HarnessError(
+                    f"{task.path}: {which} item {number} has the answer {reference!r}, "
+                    f"which is not one of labels {labels}"
+                )
+
+
+def _names(names: object) -> str:
+    return ", ".join(sorted(str(n) for n in names))  # type: ignore[attr-defined]
