@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from harness.common.version import __version__
+from harness.engines import registry
 from harness.errors import HarnessError
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--presets", type=_str_list, metavar="a,b", help="presets instead of the task's settings")
     run.add_argument("--seed", type=_seed_list, metavar="S", help="seed(s) for sampled settings")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    run.add_argument("--backend", default="auto", choices=["auto", "hf", "vllm"],
+    run.add_argument("--backend", default="auto", choices=registry.NAMES,
                      help="transformers (hf) or vLLM; auto: vLLM where CUDA and vLLM are there")
     run.add_argument("--plain", action="store_true",
                      help="transformers' own generate, without the harness's speed-ups")
@@ -111,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", default="auto")
     bench.add_argument("--quick", action="store_true", help="greedy only, 8 items, 0/1 shots, 16 tokens")
     bench.add_argument("--json", action="store_true", help="also print the figures as JSON, last line")
-    bench.add_argument("--backend", default="hf", choices=["hf", "vllm", "both"],
+    bench.add_argument("--backend", default="hf", choices=[*registry.ENGINES, "both"],
                        help="the engine(s) timed: transformers (default), vLLM, or both side by side")
     bench.add_argument("--raw-vllm", action="store_true",
                        help="also time vLLM's own LLM.generate on the same prompts (a second engine, after)")
@@ -167,10 +168,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quick:
         args.presets, args.shots, args.limit, args.tokens, args.sample = ["greedy"], [0, 1], 8, 16, 8
     backends = ("hf", "vllm") if args.backend == "both" else (args.backend,)
-    if "vllm" in backends or args.raw_vllm:
-        from harness.engines.vllm.backend import require
-
-        require()
+    for name in {*backends, *(["vllm"] if args.raw_vllm else [])}:
+        missing = registry.engine(name).available()
+        if missing:
+            raise HarnessError(missing)
     figures = run_bench(
         args.task, args.model, args.presets, args.shots, args.sample, args.tokens,
         args.limit, args.device, backends=backends, raw_vllm=args.raw_vllm,

@@ -214,6 +214,23 @@ class FakeBackend:
     INFO = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
             "fingerprint": "0" * 64, "load_s": 1.23}
 
+    @classmethod
+    def available(cls) -> str | None:
+        return None
+
+    @classmethod
+    def prefers(cls, device: str) -> bool:
+        return False
+
+    @classmethod
+    def refusal(cls, setting: Any, options: Any) -> str | None:
+        return None
+
+    @classmethod
+    def open(cls, model: str, *, device: str = "auto", fast: bool = True,
+             parallel: Any = None) -> FakeBackend:
+        return cls()
+
     def __init__(self, rows: int = 8) -> None:
         self.rows = rows
         self.calls: list[tuple[list[str], str, list[int | None]]] = []

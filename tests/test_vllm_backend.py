@@ -189,7 +189,7 @@ def test_a_setting_vllm_cannot_run_is_refused_before_a_model_loads(write_task, c
 def test_every_preset_is_accepted_by_the_vllm_backend():
     for name, args in PRESETS.items():
         assert vllm_backend.refusal(Setting(name, dict(args)), OPTIONS) is None
-    engines.check("vllm", [Setting(n, dict(a)) for n, a in PRESETS.items()], OPTIONS)
+    engines.check(engines.engine("vllm"), [Setting(n, dict(a)) for n, a in PRESETS.items()], OPTIONS)
 
 
 def test_a_missing_vllm_is_one_line_with_the_install_command(write_task, capsys, monkeypatch):

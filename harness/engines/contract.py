@@ -95,6 +95,33 @@ class Backend(Protocol):
         ...
 
 
+class Engine(Protocol):
+    """An engine as the registry knows it before a model loads: its backend class."""
+
+    name: str
+
+    @classmethod
+    def available(cls) -> str | None:
+        """None where the engine can run here, else one line saying what to install."""
+        ...
+
+    @classmethod
+    def prefers(cls, device: str) -> bool:
+        """Whether ``--backend auto`` should take this engine for ``device``."""
+        ...
+
+    @classmethod
+    def refusal(cls, setting: Setting, options: Options) -> str | None:
+        """Why the engine cannot run ``setting`` (None: it can); asked before loading."""
+        ...
+
+    @classmethod
+    def open(cls, model: str, *, device: str = "auto", fast: bool = True,
+             parallel: Parallel | None = None) -> Backend:
+        """Load ``model`` and return the backend that runs it."""
+        ...
+
+
 def request_seed(seed: int | None, prompt: str) -> int | None:
     """The seed of one sampled request: the task's seed mixed with the prompt's text.
 

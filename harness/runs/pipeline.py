@@ -400,7 +400,9 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
     plan = prepare(config.task, config.overrides)
     say(plan.describe())
     engine = registry.choose(config.backend, config.device) if backend is None else backend.name
-    registry.check(engine, plan.settings, plan.options)  # before any model loads
+    # before any model loads; a backend given loaded answers for its own class
+    registry.check(registry.engine(engine) if backend is None else type(backend),
+                   plan.settings, plan.options)
     with contextlib.ExitStack() as stack:
         run_dir = config.resume
         if run_dir is not None:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.engines import registry
 from harness.engines.contract import Options
 from harness.engines.hf.backend import HFBackend
 from harness.engines.models import LoadedModel
@@ -128,12 +129,11 @@ def run_bench(
 
 def _open(name: str, loaded: LoadedModel, model: str, device: str | None, parallel: Any,
           plan: pipeline.Plan, seed: int, started: float) -> tuple[Any, float]:
-    """A backend, warmed up, and the seconds from start until it was ready."""
-    if name == "vllm":
-        from harness.engines.vllm.backend import VLLMBackend
-
-        backend = VLLMBackend.open(model, device or "auto", parallel)
-        return backend, backend.describe()["load_s"]
+    """A backend, warmed up, and the seconds from start until it was ready. The
+    transformers engine runs the model the lessons' loop runs; another opens its own."""
+    if name != HFBackend.name:
+        opened = registry.open_backend(name, model, device or "auto", parallel=parallel)
+        return opened, opened.describe()["load_s"]
     backend = HFBackend(loaded)
     warm = runner.Request(plan.prompts[0], plan.settings[0], seed)
     backend.generate([warm.prompt.text], warm.setting, [warm.own_seed], Options(max_new_tokens=1))

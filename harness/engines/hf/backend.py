@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from harness.engines import blocking
-from harness.engines.contract import Generation, LabelScore, Options, finish
+from harness.engines.contract import Generation, LabelScore, Options, Parallel, finish
 from harness.engines.hf import conditions, prefill
 from harness.engines.hf.speedups import blocked_projection, fast_head, screen_top
 from harness.engines.models import LoadedModel
@@ -48,6 +48,28 @@ class HFBackend:
     """Generation with a transformers causal LM, batched with left padding."""
 
     name = "hf"
+
+    @classmethod
+    def available(cls) -> str | None:
+        return None  # transformers and torch are the harness's own dependencies
+
+    @classmethod
+    def prefers(cls, device: str) -> bool:
+        return True
+
+    @classmethod
+    def refusal(cls, setting: Setting, options: Options) -> str | None:
+        return None  # transformers runs every setting decoding.py accepts
+
+    @classmethod
+    def open(cls, model: str, *, device: str = "auto", fast: bool = True,
+             parallel: Parallel | None = None) -> HFBackend:
+        """Load ``model`` with transformers (``fast``: the speed-ups where exact)."""
+        from harness.engines.models import load_model
+
+        if parallel is not None and (parallel.tensor > 1 or parallel.data > 1 or parallel.ray):
+            raise HarnessError("--tensor-parallel, --data-parallel and --ray need --backend vllm")
+        return cls(load_model(model, device), fast=fast)
 
     def __init__(self, loaded: LoadedModel, rows: int | None = None, fast: bool = True) -> None:
         self.loaded = loaded

@@ -49,7 +49,7 @@ CPU_BLOCK = 32  # tokens per KV block on CPU (vLLM's CPU default, 128, caches fe
 
 def refusal(setting: Setting, options: Options) -> str | None:
     """Why this backend cannot run ``setting`` (None: it can). The one place that says
-    what the vLLM backend runs; ``engines.check`` asks it before any model loads."""
+    what the vLLM backend runs; ``registry.check`` asks it before any model loads."""
     args = setting.args
     if setting.beams > 1 and setting.sampled:
         return "beam sampling (do_sample with num_beams > 1) is not offered"
@@ -64,13 +64,19 @@ def available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def missing() -> str | None:
+    """None where vLLM is installed, else the one line that says how to install it."""
+    if available():
+        return None
+    return ("--backend vllm needs vLLM: on a CUDA machine " + INSTALL_GPU
+            + "; on a machine without a GPU, its CPU build: " + INSTALL_CPU)
+
+
 def require() -> None:
     """A one-line error with the install command when vLLM is not installed."""
-    if not available():
-        raise HarnessError(
-            "--backend vllm needs vLLM: on a CUDA machine " + INSTALL_GPU
-            + "; on a machine without a GPU, its CPU build: " + INSTALL_CPU
-        )
+    why = missing()
+    if why:
+        raise HarnessError(why)
 
 
 class VLLMBackend:
@@ -90,8 +96,25 @@ class VLLMBackend:
         self._stop_matchers: dict[str, Any] = {}
 
     @classmethod
-    def open(cls, model: str, device: str = "auto", parallel: Parallel | None = None
-             ) -> VLLMBackend:
+    def available(cls) -> str | None:
+        return missing()
+
+    @classmethod
+    def prefers(cls, device: str) -> bool:
+        """vLLM where CUDA is: on the project's CPU the transformers backend is faster."""
+        if device == "cpu":
+            return False
+        import torch
+
+        return bool(torch.cuda.is_available())
+
+    @classmethod
+    def refusal(cls, setting: Setting, options: Options) -> str | None:
+        return refusal(setting, options)
+
+    @classmethod
+    def open(cls, model: str, *, device: str = "auto", fast: bool = True,
+             parallel: Parallel | None = None) -> VLLMBackend:
         """Start an engine on ``model`` (default, a folder, the KoGPT-2 layout, a .gguf
         file or a hub id), showing progress while it starts."""
         from harness.engines import models
