@@ -190,6 +190,12 @@ def run(
     resume: bool | str | Path = False,
     cache: bool = True,
     plain: bool = False,
+    base_url: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 8,
+    timeout: float = 120.0,
+    chat_args: Mapping[str, Any] | None = None,
+    thinking_budget: int | None = None,
 ) -> Run:
     """``harness run``: render, generate, score and write the run folder; its ``Run``.
 
@@ -198,8 +204,12 @@ def run(
     its YAML text. ``model``: a name as ``--model`` takes it (the task's own by default),
     or a ``Model`` from ``load_model``, which is used and left loaded. ``resume``: True for
     the task's newest run under ``out``, or a run folder. The other options are those of
-    ``harness run``.
+    ``harness run``; ``base_url``, ``api_key_env``, ``concurrency``, ``timeout`` and
+    ``thinking_budget`` are for ``backend="openai"`` (a model behind a server), and
+    ``chat_args`` go to the chat template (``{"enable_thinking": False}``).
     """
+    from harness.engines.contract import Server
+
     loaded = load_task(task)
     given = model if isinstance(model, Model) else None
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
@@ -210,8 +220,12 @@ def run(
             shots=_numbers("shots", shots), presets=_names("presets", presets),
             seeds=_numbers("seed", seed), limit=limit,
             model=None if given is not None or model is None else str(model),
+            chat_args=dict(chat_args) if chat_args else None,
         ),
         backend=backend, device=device, fast=not plain, out=Path(out),
+        server=Server(base_url or Server.base_url, api_key_env, concurrency, timeout,
+                      dict(chat_args or {}), thinking_budget=thinking_budget)
+        if backend == "openai" else None,
         resume=_resume(resume), cache=cache,
     )
     try:

@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="transformers' own generate, without the harness's speed-ups")
     _add_chat(run)
     _add_parallel(run)
+    _add_server(run)
     run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
     run.add_argument(
         "--resume", nargs="?", type=Path, const=LATEST, metavar="RUN_DIR",
@@ -135,10 +136,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         task=args.task,
         overrides=pipeline.Overrides(
             shots=args.shots, presets=args.presets, seeds=args.seed, limit=args.limit,
-            model=args.model, chat=args.chat,
+            model=args.model, chat=args.chat, chat_args=_chat_args(args) or None,
         ),
         backend=args.backend, device=args.device, fast=not args.plain, out=args.out,
-        parallel=_parallel(args),
+        parallel=_parallel(args), server=_server(args),
         resume=pipeline.LATEST if args.resume == LATEST else args.resume,
         cache=not args.no_cache,
     )
@@ -181,6 +182,54 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     return 0
+
+
+def _add_server(parser: argparse.ArgumentParser) -> None:
+    """--backend openai: a model behind an OpenAI-compatible server."""
+    parser.add_argument("--base-url", metavar="URL",
+                        help="openai: the server's API, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
+                        help="openai: the environment variable holding the key "
+                        "(default OPENAI_API_KEY; none needed for a local server)")
+    parser.add_argument("--concurrency", type=int, default=8, metavar="N",
+                        help="openai: requests in flight at once (default 8)")
+    parser.add_argument("--timeout", type=float, default=120.0, metavar="S",
+                        help="openai: seconds one request may take (default 120)")
+    parser.add_argument("--thinking-budget", type=int, metavar="N",
+                        help="openai: reasoning tokens at most, where the server takes it (vLLM)")
+    parser.add_argument("--chat-arg", type=_chat_arg, action="append", metavar="KEY=VALUE",
+                        help="a chat template argument, e.g. enable_thinking=false "
+                        "(repeatable; the value is read as YAML)")
+
+
+def _chat_arg(text: str) -> dict[str, Any]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: write KEY=VALUE, e.g. enable_thinking=false")
+    return {key.strip(): yaml.safe_load(value)}
+
+
+def _chat_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for one in args.chat_arg or [] for k, v in one.items()}
+
+
+def _server(args: argparse.Namespace) -> Any:
+    """The server of --backend openai (None for the other engines)."""
+    from harness.engines.contract import Server
+
+    chat_args = _chat_args(args)
+    if args.backend != "openai":
+        given = [name for name, value in (("--base-url", args.base_url),
+                                          ("--thinking-budget", args.thinking_budget))
+                 if value is not None]
+        if given:
+            raise HarnessError(f"{given[0]} is for --backend openai")
+        return None
+    return Server(base_url=args.base_url or Server.base_url, api_key_env=args.api_key_env,
+                  concurrency=args.concurrency, timeout=args.timeout, chat_args=chat_args,
+                  thinking_budget=args.thinking_budget)
 
 
 def _add_parallel(parser: argparse.ArgumentParser) -> None:

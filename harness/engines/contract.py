@@ -23,9 +23,9 @@ What a backend promises:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from harness.tasks.decoding import Setting
@@ -46,6 +46,9 @@ class Generation:
     n_tokens: int  # generated tokens, up to and including eos or the stop string
     mean_logprob: float | None  # mean log-probability of those tokens under the model
     stop_reason: str  # "eos", "stop" (a stop string) or "length"
+    # reasoning a server returned apart from the answer (``reasoning_content``); reasoning
+    # in the text itself (<think>...</think>) is split off where records are made
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,23 @@ class Engine(Protocol):
     @classmethod
     def open(cls, model: str, *, device: str = "auto", fast: bool = True,
              parallel: Parallel | None = None) -> Backend:
-        """Load ``model`` and return the backend that runs it."""
+        """Load ``model`` and return the backend that runs it (an engine that talks to a
+        server takes ``server: Server`` too)."""
         ...
+
+
+@runtime_checkable
+class Streaming(Protocol):
+    """A backend that answers requests one by one as they finish (a server taking many
+    at once), rather than a batch at a time: the runner keeps each output as it comes."""
+
+    def stream(self, jobs: list[Job], options: Options) -> Iterator[tuple[int, list[Generation]]]:
+        """(index into ``jobs``, that job's generations), in the order they finish.
+        Closing the iterator early stops sending."""
+        ...
+
+
+Job = tuple[str, "Setting", int | None]  # prompt, setting, the request's own seed
 
 
 def request_seed(seed: int | None, prompt: str) -> int | None:
@@ -173,3 +191,16 @@ class Parallel:
     tensor: int = 1  # GPUs each copy of the model is split over
     data: int = 1  # copies of the model, each serving part of the requests
     ray: bool = False  # workers on a running Ray cluster (more than one machine)
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where a served model is and how to talk to it (``--backend openai``)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"  # the environment variable holding the key, if any
+    concurrency: int = 8  # requests in flight at once
+    timeout: float = 120.0  # seconds one request may take before it is given up
+    retries: int = 5  # tries more after a 429, a 5xx or a dropped connection
+    chat_args: dict[str, Any] = field(default_factory=dict)  # chat_template_kwargs
+    thinking_budget: int | None = None  # reasoning tokens at most, where the server takes it

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.engines.contract import Backend, Engine, Options, Parallel
+    from harness.engines.contract import Backend, Engine, Options, Parallel, Server
     from harness.tasks.decoding import Setting
 
 # name -> "module:class"; a new engine is one entry here and a folder beside hf/ and vllm/
 ENGINES = {
     "hf": "harness.engines.hf.backend:HFBackend",
     "vllm": "harness.engines.vllm.backend:VLLMBackend",
+    "openai": "harness.engines.openai.backend:OpenAIBackend",
 }
 # "auto" takes the first of these that is available and prefers the device
 AUTO_ORDER = ("vllm", "hf")
@@ -63,8 +64,26 @@ def check(cls: type[Engine], settings: list[Setting], options: Options) -> None:
             raise HarnessError(f"decoding setting {setting.name!r}: {reason} with --backend {cls.name}")
 
 
+def check_open(backend: Backend, settings: list[Setting], options: Options) -> None:
+    """Refuse, once the engine is open and before any request, a setting that this very
+    model or server cannot run: an engine that knows more once open (a server's kind)
+    answers ``refuses``; the others were asked all they can answer by ``check``."""
+    refuses = getattr(backend, "refuses", None)
+    if refuses is None:
+        return
+    for setting in settings:
+        reason = refuses(setting, options)
+        if reason:
+            raise HarnessError(f"decoding setting {setting.name!r}: {reason} with --backend "
+                               f"{backend.name}")
+
+
 def open_backend(name: str, model: str, device: str = "auto", fast: bool = True,
-                 parallel: Parallel | None = None) -> Backend:
+                 parallel: Parallel | None = None, server: Server | None = None) -> Backend:
     """Load ``model`` into the engine ``name``; ``parallel`` (tensor and data parallel,
-    Ray) is for the engines that take it."""
-    return engine(name).open(model, device=device, fast=fast, parallel=parallel)
+    Ray) is for the engines that take it, ``server`` for those that talk to one."""
+    cls = engine(name)
+    if server is not None:
+        return cls.open(model, device=device, fast=fast, parallel=parallel,  # type: ignore[call-arg]
+                        server=server)
+    return cls.open(model, device=device, fast=fast, parallel=parallel)

@@ -7,7 +7,10 @@ the report and compare read them back through this module. Its fields:
     task, item, shots, setting, seed, sequence   which request, and which of its outputs
     prompt, references                           what the model was given and the answers
     output, raw_output                           the answer (cut at a stop string), and all
-    n_tokens, mean_logprob, stop_reason          of generated text; how it ended
+    n_tokens, mean_logprob, stop_reason          of generated text; how it ended ("thinking":
+                                                 it never finished its reasoning)
+    reasoning, reasoning_chars                   a reasoning model's thinking, kept out of
+                                                 the answer (``reasoning.split``), its length
     label_logprobs                               label ranking only: each label's log-prob
     ...                                          the per-output scores (metrics.score_sample)
 
@@ -24,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from harness.common import files
 from harness.errors import HarnessError
+from harness.records import reasoning
 from harness.scoring import metrics
 
 if TYPE_CHECKING:
@@ -43,7 +47,9 @@ GENERATED = ("task", "item", "shots", "setting", "seed", "sequence", "prompt", "
 
 def generated(task: Task, prompt: Prompt, setting: str, seed: int | None, index: int,
               generation: Generation) -> Record:
-    """The record of one returned sequence, scored."""
+    """The record of one returned sequence, scored (its answer: what follows any
+    reasoning)."""
+    parts = reasoning.split(generation.text, prompt.text, generation.reasoning)
     record: Record = {
         "task": task.name,
         "item": prompt.item,
@@ -52,13 +58,16 @@ def generated(task: Task, prompt: Prompt, setting: str, seed: int | None, index:
         "seed": seed,
         "sequence": index,
         "prompt": prompt.text,
-        "output": generation.text,
+        "output": parts.answer,
         "raw_output": generation.raw,
         "references": prompt.references,
         "n_tokens": generation.n_tokens,
         "mean_logprob": generation.mean_logprob,
-        "stop_reason": generation.stop_reason,
+        "stop_reason": reasoning.UNFINISHED if parts.unfinished else generation.stop_reason,
     }
+    if parts.reasoning is not None:
+        record["reasoning"] = parts.reasoning
+        record["reasoning_chars"] = len(parts.reasoning)
     return scored(task, record)
 
 
@@ -165,7 +174,7 @@ def is_record(value: Any) -> bool:
         return False
     optional: dict[str, type | tuple[type, ...]] = {
         "raw_output": str, "stop_reason": str, "n_tokens": int, "mean_logprob": (int, float),
-        "label_logprobs": dict, "predicted": str,
+        "label_logprobs": dict, "predicted": str, "reasoning": str, "reasoning_chars": int,
     }
     optional |= {k: (int, float) for k in metrics.SAMPLE_FIELDS if k != "predicted"}
     return all(value.get(k) is None or isinstance(value[k], kind) for k, kind in optional.items())

@@ -287,6 +287,7 @@ def _totals(records: list[Record]) -> dict[str, int]:
     return {
         "invalid": int(sum(r.get("invalid") or 0 for r in records)),
         "eos": stops["eos"], "stop": stops["stop"], "length": stops["length"],
+        "thinking": stops["thinking"],
     }
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from harness import records
 from harness.common import files
 from harness.common.version import __version__
-from harness.engines.contract import Backend, Options, Parallel
+from harness.engines.contract import Backend, Options, Parallel, Server
 from harness.errors import HarnessError
 from harness.records import LIKELIHOOD
 from harness.reports import report
@@ -45,6 +45,8 @@ class Overrides:
     limit: int | None = None
     model: str | None = None
     chat: str | None = None  # none, turns or single (--chat)
+    chat_args: dict | None = None  # chat template arguments (--chat-arg), over the task's
+    chat_on_server: bool = False  # chat prompts as messages, for a server to template
 
 
 @dataclass
@@ -122,10 +124,13 @@ def prepare(task: str | Path | LoadedTask, overrides: Overrides | None = None) -
     )
     model = overrides.model or spec.model
     mode = overrides.chat or spec.chat
-    if mode != "none":
+    if mode != "none" and overrides.chat_on_server:
+        prompts = chat.for_server(task, prompts, mode, shots)
+    elif mode != "none":
         from harness.engines.models import load_tokenizer
 
-        prompts = chat.templated(task, prompts, mode, load_tokenizer(model), model, shots)
+        prompts = chat.templated(task, prompts, mode, load_tokenizer(model), model, shots,
+                                 overrides.chat_args)
     requests = runner.plan(prompts, settings, seeds)
     return Plan(task, prompts, settings, seeds, requests, options, model, mode)
 
@@ -362,6 +367,7 @@ class RunConfig:
     device: str = "auto"
     fast: bool = True  # the transformers backend's speed-ups (False: plain transformers)
     parallel: Parallel = field(default_factory=Parallel)  # vLLM: tensor/data parallel, Ray
+    server: Server | None = None  # --backend openai: where the server is, how to talk to it
     out: Path = Path("reports")
     resume: Path | None = None  # a run folder, or LATEST
     cache: bool = True
@@ -397,9 +403,13 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
     from harness.engines import registry
     from harness.engines.models import cache_root
 
-    plan = prepare(config.task, config.overrides)
-    say(plan.describe())
     engine = registry.choose(config.backend, config.device) if backend is None else backend.name
+    overrides = dataclasses.replace(
+        config.overrides,
+        chat_on_server=getattr(registry.engine(engine) if backend is None else backend,
+                               "chat_on_server", False))
+    plan = prepare(config.task, overrides)
+    say(plan.describe())
     # before any model loads; a backend given loaded answers for its own class
     registry.check(registry.engine(engine) if backend is None else type(backend),
                    plan.settings, plan.options)
@@ -423,8 +433,9 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
             stack.callback(cache.close)
         if backend is None:
             backend = registry.open_backend(engine, plan.model, config.device, fast=config.fast,
-                                           parallel=config.parallel)
+                                           parallel=config.parallel, server=config.server)
             stack.callback(backend.close)
+        registry.check_open(backend, plan.settings, plan.options)  # before any request
         info = backend.describe()
         say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "
             f"{backend.name}, ready in {info.get('load_s', 0.0):.1f} s")

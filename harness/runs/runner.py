@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from harness import records
-from harness.engines.contract import Backend, Generation, Options, request_seed
+from harness.engines.contract import Backend, Generation, Options, Streaming, request_seed
 from harness.records import Record
 from harness.runs.cache import ResultCache, request_key
 from harness.tasks.decoding import Setting
@@ -105,6 +105,38 @@ def run(
     todo = [[r for r in batch if r.id not in done] for batch in batches]
     keys = {id(r): _key(r, options, scope or {}) for batch in todo for r in batch} if cache else {}
     found = cache.get(list(keys.values())) if cache else {}
+
+    def keep(batch: list[Request], outputs: dict[int, list[Generation]]) -> None:
+        new = [
+            records.generated(task, r.prompt, r.setting.name, r.seed, index, generation)
+            for r in batch
+            for index, generation in enumerate(outputs[id(r)])
+        ]
+        made.extend(new)
+        if samples is not None:
+            records.append(samples, new)  # a batch's lines in one write
+        if on_progress:
+            on_progress(len(new))
+
+    if isinstance(backend, Streaming):
+        # one request a batch, many in flight: each kept the moment it is answered
+        pending = [r for batch in todo for r in batch]
+        for r in pending:
+            if keys.get(id(r)) in found:
+                keep([r], {id(r): found[keys[id(r)]]})
+        asked = [r for r in pending if keys.get(id(r)) not in found]
+        jobs = [(r.prompt.text, r.setting, r.own_seed) for r in asked]
+        answers = backend.stream(jobs, options)
+        try:
+            for index, generations in answers:
+                r = asked[index]
+                if cache:
+                    cache.put([(keys[id(r)], generations)])
+                keep([r], {id(r): generations})
+        finally:
+            answers.close()  # Ctrl-C or a failure: nothing more is sent
+        return sorted(made, key=order)
+
     for batch in todo:
         if not batch:
             continue
@@ -120,16 +152,7 @@ def run(
             outputs |= {id(r): out for r, out in zip(missing, generated, strict=True)}
             if cache:
                 cache.put([(keys[id(r)], outputs[id(r)]) for r in missing])
-        new = [
-            records.generated(task, r.prompt, r.setting.name, r.seed, index, generation)
-            for r in batch
-            for index, generation in enumerate(outputs[id(r)])
-        ]
-        made.extend(new)
-        if samples is not None:
-            records.append(samples, new)  # a batch's lines in one write
-        if on_progress:
-            on_progress(len(new))
+        keep(batch, outputs)
     return sorted(made, key=order)
 
 

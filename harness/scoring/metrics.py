@@ -189,6 +189,16 @@ METRICS: tuple[Metric, ...] = (
     Metric("logprob", "mean log-probability per generated token under the model (how "
            "likely the model finds its own answer, not how good it is)", "mean log-prob",
            higher=None, field="mean_logprob"),
+    # reasoning models only (a summary without reasoning leaves these two out)
+    Metric("reasoning", "mean characters of reasoning before the answer (kept apart from "
+           "the answer, which is what is scored)", "reasoning characters", higher=None,
+           stats=lambda records, scope: np.array(
+               [[float(r.get("reasoning_chars") or 0), 1.0] for r in records],
+               dtype=float).reshape(len(records), 2), digits=1),
+    Metric("stop_thinking", "outputs that never finished thinking (no answer: they ran out "
+           "of tokens while reasoning)", "never finished thinking", higher=None,
+           stats=_count(lambda r: r.get("stop_reason") == "thinking"), score=_sum,
+           count=True, heading="thinking"),
     Metric("stop_eos", "outputs that ended with the end-of-sequence token", "ended at eos",
            higher=None, stats=_count(lambda r: r.get("stop_reason") == "eos"), score=_sum,
            count=True, heading="eos"),

@@ -20,6 +20,7 @@ tokenized as transformers tokenizes templated text (``tokens.prompt_ids``).
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from harness.errors import HarnessError
@@ -56,11 +57,12 @@ def turns(task: LoadedTask, prompt: Prompt, mode: str, templates: Templates
     return messages
 
 
-def render(tokenizer: Any, messages: list[dict[str, str]], model: str) -> str:
+def render(tokenizer: Any, messages: list[dict[str, str]], model: str,
+           chat_args: dict[str, Any] | None = None) -> str:
     """The text the tokenizer's chat template makes of ``messages``, ready for the
     assistant's answer."""
     try:
-        return _apply(tokenizer, messages)
+        return _apply(tokenizer, messages, chat_args)
     except HarnessError:
         raise
     except Exception as exc:  # noqa: BLE001 (jinja2 errors, or the template's own raise)
@@ -70,13 +72,15 @@ def render(tokenizer: Any, messages: list[dict[str, str]], model: str) -> str:
     system, first, *rest = messages
     merged = {"role": "user", "content": system["content"] + "\n\n" + first["content"]}
     try:
-        return _apply(tokenizer, [merged, *rest])
+        return _apply(tokenizer, [merged, *rest], chat_args)
     except Exception as exc:  # noqa: BLE001
         raise HarnessError(f"--model {model}: its chat template failed ({exc})") from None
 
 
-def _apply(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def _apply(tokenizer: Any, messages: list[dict[str, str]],
+           chat_args: dict[str, Any] | None = None) -> str:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         **(chat_args or {}))
     if not isinstance(text, str):
         raise HarnessError("the chat template did not give one text")
     return text
@@ -92,14 +96,49 @@ def check_template(tokenizer: Any, model: str) -> None:
 
 
 def templated(task: LoadedTask, prompts: list[Prompt], mode: str, tokenizer: Any,
-              model: str, shots: list[int] | None = None) -> list[Prompt]:
+              model: str, shots: list[int] | None = None,
+              chat_args: dict[str, Any] | None = None) -> list[Prompt]:
     """The prompts with their text sent through the chat template (``mode`` turns or
-    single; none leaves them as they are)."""
+    single; none leaves them as they are). ``chat_args`` go to the template
+    (``enable_thinking: false``, ...)."""
     if mode == "none":
         return prompts
     check_template(tokenizer, model)
     templates = Templates(task, shots)
     return [
-        dataclasses.replace(p, text=render(tokenizer, turns(task, p, mode, templates), model))
+        dataclasses.replace(p, text=render(tokenizer, turns(task, p, mode, templates), model,
+                                           chat_args))
         for p in prompts
     ]
+
+
+# A prompt for a server that applies the chat template itself (``--backend openai``):
+# its text is the messages as JSON, so that records, run.json and the cache key hold
+# exactly what was sent, and the engine reads them back.
+SERVER_MARK = '{"messages": '
+
+
+def for_server(task: LoadedTask, prompts: list[Prompt], mode: str,
+               shots: list[int] | None = None) -> list[Prompt]:
+    """The prompts as chat messages for a server to template (``mode`` turns or single)."""
+    if mode == "none":
+        return prompts
+    templates = Templates(task, shots)
+    return [dataclasses.replace(p, text=server_text(turns(task, p, mode, templates)))
+            for p in prompts]
+
+
+def server_text(messages: list[dict[str, str]]) -> str:
+    return json.dumps({"messages": messages}, ensure_ascii=False)
+
+
+def server_messages(text: str) -> list[dict[str, str]] | None:
+    """The messages of a prompt made by ``server_text``; None for a plain prompt."""
+    if not text.startswith(SERVER_MARK):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    messages = value.get("messages") if isinstance(value, dict) and len(value) == 1 else None
+    return messages if isinstance(messages, list) else None
