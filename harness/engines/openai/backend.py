@@ -151,7 +151,9 @@ class OpenAIBackend:
 
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
         """Each label's log-probability from the server's log-probabilities of the prompt
-        itself (``echo`` with ``logprobs``), where the server gives them."""
+        itself (``echo`` with ``logprobs``), where the server gives them: the tokens of
+        prompt + label past those of the prompt alone (counted by vLLM's ``/tokenize``),
+        the split ``tokens.split`` makes for every engine."""
         from harness.engines.tokens import split
 
         if not self.kind.prompt_logprobs:
@@ -164,6 +166,9 @@ class OpenAIBackend:
             raise ServerError("label ranking takes plain prompts; chat turns go to the chat "
                               "endpoint, which returns no prompt log-probabilities")
         pairs = [split(p, label) for p in prompts for label in labels]
+        contexts = list(dict.fromkeys(context for context, _ in pairs))
+        counted = {contexts[i]: answer.get("count") for i, answer in self.client.stream(
+            [("/tokenize", {"model": self.model, "prompt": c}) for c in contexts])}
         bodies = [("completions", {"model": self.model, "prompt": context + continuation,
                                    "max_tokens": 1, "temperature": 0.0, "echo": True,
                                    "logprobs": 0}) for context, continuation in pairs]
@@ -171,9 +176,11 @@ class OpenAIBackend:
         for index, answer in self.client.stream(bodies):
             self._count(answer)
             context = pairs[index][0]
-            usage = answer.get("usage") or {}
-            total, count = mapping.label_logprob(answer["choices"][0], context,
-                                                 usage.get("prompt_tokens"))
+            whole = (answer.get("usage") or {}).get("prompt_tokens")
+            if not isinstance(whole, int) or not isinstance(counted[context], int):
+                raise ServerError(f"{self.client.url}: the server did not count the prompt's "
+                                  "tokens, which label ranking needs")
+            total, count = mapping.label_logprob(answer["choices"][0], counted[context], whole)
             if count == 0:
                 raise ServerError(f"{self.client.url}: the server returned no log-"
                                   "probabilities for the prompt (echo with logprobs)")

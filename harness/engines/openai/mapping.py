@@ -124,19 +124,12 @@ def generation(choice: dict[str, Any], chat: bool, options: Options, kind: Kind,
     return Generation(text, raw, n_tokens, mean, reason, reasoning if reasoning else None)
 
 
-def label_logprob(choice: dict[str, Any], context: str, prompt_tokens: int | None
+def label_logprob(choice: dict[str, Any], context_tokens: int, prompt_tokens: int
                   ) -> tuple[float, int]:
-    """The summed log-probability of the text after ``context`` in an echoed prompt
-    (``echo`` with ``logprobs``), and its number of tokens."""
-    logprobs = choice.get("logprobs") or {}
-    offsets = logprobs.get("text_offset") or []
-    values = logprobs.get("token_logprobs") or []
-    tokens = logprobs.get("tokens") or []
-    end = prompt_tokens if prompt_tokens is not None else len(values)
-    total, count = 0.0, 0
-    for i in range(min(end, len(values), len(offsets))):
-        token_end = offsets[i] + len(tokens[i]) if i < len(tokens) else offsets[i] + 1
-        if token_end > len(context) and values[i] is not None:
-            total += values[i]
-            count += 1
-    return total, count
+    """The summed log-probability of an echoed prompt's tokens past its first
+    ``context_tokens`` (``echo`` with ``logprobs``; the prompt has ``prompt_tokens``), and
+    how many they are. Counted in tokens, as the server counts them: its character
+    offsets are lengths of token texts, which a token such as <unk> misstates."""
+    values = ((choice.get("logprobs") or {}).get("token_logprobs") or [])[:prompt_tokens]
+    tail = [v for v in values[context_tokens:] if isinstance(v, (int, float))]
+    return float(sum(tail)), len(tail)
