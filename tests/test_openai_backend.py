@@ -335,7 +335,9 @@ def test_reasoning_models_are_scored_on_their_answers(write_task, tmp_path: Path
 
     assert summary.estimate(("greedy", 0), metrics.get("stop_thinking"))[0] == 1
     page = (done.run_dir / "index.html").read_text(encoding="utf-8")
-    assert "thinking" in page
+    assert "still thinking (no answer) <b>1</b>" in page
+    data = page.split('id="review-data">', 1)[1].split("</script>", 1)[0]
+    assert "합격했다고 하니" in json.dumps(json.loads(data), ensure_ascii=False)  # folded there
 
 
 def _emotion() -> list[dict[str, str]]:

@@ -217,6 +217,8 @@ def grouped_outputs(records: list[Record]) -> list[dict[str, Any]]:
             "lp": _round(record.get("mean_logprob")),
             "n": 1,
         }
+        if record.get("reasoning") is not None:  # shown folded, beside the answer
+            entry["th"] = record["reasoning"]
         if record.get("correct") is not None:
             entry["ok"] = int(record["correct"])
         if "predicted" in record:
