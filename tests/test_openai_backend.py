@@ -344,3 +344,26 @@ def _emotion() -> list[dict[str, str]]:
     from conftest import EMOTION_ROWS
 
     return EMOTION_ROWS
+
+
+def test_stopping_the_stream_stops_sending(tmp_path: Path) -> None:
+    """Ctrl-C in the runner closes the backend's stream: nothing more is sent, and what
+    was in flight is given up rather than waited for."""
+    from harness.engines.contract import Options
+    from harness.engines.openai.backend import OpenAIBackend
+    from harness.tasks.decoding import Setting
+
+    with FakeServer(hang=0.5) as fake:
+        backend = OpenAIBackend.open("fake-model", server=Server(fake.url, concurrency=2))
+        try:
+            jobs = [(f"문장 {i}", Setting("greedy"), None) for i in range(20)]
+            answers = backend.stream(jobs, Options())
+            next(answers)
+            started = time.monotonic()
+            answers.close()
+            assert time.monotonic() - started < 0.4  # the request in flight not waited for
+            sent = fake.posts()
+            time.sleep(1.2)
+            assert fake.posts() == sent <= 4
+        finally:
+            backend.close()

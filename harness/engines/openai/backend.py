@@ -148,7 +148,7 @@ class OpenAIBackend:
         return [outputs[i] for i in range(len(jobs))]
 
     def stream(self, jobs: list[Job], options: Options) -> Iterator[tuple[int, list[Generation]]]:
-        bodies = [self._body(prompt, setting, seed, options) for prompt, setting, seed in jobs]
+        bodies = [self.request(prompt, setting, seed, options) for prompt, setting, seed in jobs]
         answers = self.client.stream(bodies)
         try:
             for index, answer in answers:
@@ -198,7 +198,7 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------ requests and answers
 
-    def _body(self, prompt: str, setting: Setting, seed: int | None, options: Options
+    def request(self, prompt: str, setting: Setting, seed: int | None, options: Options
               ) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": self.model}
         messages = chat.server_messages(prompt)
