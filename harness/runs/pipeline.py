@@ -137,7 +137,7 @@ def prepare(task: str | Path | LoadedTask, overrides: Overrides | None = None) -
         from harness.engines.models import load_tokenizer
 
         prompts = chat.templated(task, prompts, mode, load_tokenizer(model), model, shots,
-                                 overrides.chat_args)
+                                 {**spec.chat_args, **(overrides.chat_args or {})})
     requests = runner.plan(prompts, settings, seeds)
     return Plan(task, prompts, settings, seeds, requests, options, model, mode)
 
@@ -439,8 +439,10 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
         if cache is not None:
             stack.callback(cache.close)
         if backend is None:
+            server = config.server and dataclasses.replace(  # the task's chat_args, then ours
+                config.server, chat_args={**plan.task.spec.chat_args, **config.server.chat_args})
             backend = registry.open_backend(engine, plan.model, config.device, fast=config.fast,
-                                           parallel=config.parallel, server=config.server)
+                                           parallel=config.parallel, server=server)
             stack.callback(backend.close)
         registry.check_open(backend, plan.settings, plan.options, plan.likelihood)
         info = backend.describe()

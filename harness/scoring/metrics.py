@@ -73,6 +73,7 @@ class Metric:
     distinct: int = 0  # distinct n-grams / n-grams over all outputs, for this n
     binary: bool = False  # per-output values are 0 or 1 (McNemar applies)
     needs_reference: bool = False  # shown only when the outputs have references
+    needs_reasoning: bool = False  # shown only when some output holds reasoning
     count: bool = False  # a count of outputs: neither an interval nor a `metrics:` choice
     digits: int = 3
     heading: str = ""  # the summary's column heading (default: name)
@@ -189,16 +190,16 @@ METRICS: tuple[Metric, ...] = (
     Metric("logprob", "mean log-probability per generated token under the model (how "
            "likely the model finds its own answer, not how good it is)", "mean log-prob",
            higher=None, field="mean_logprob"),
-    # reasoning models only (a summary without reasoning leaves these two out)
+    # reasoning models only: a run whose outputs hold no reasoning leaves these two out
     Metric("reasoning", "mean characters of reasoning before the answer (kept apart from "
            "the answer, which is what is scored)", "reasoning characters", higher=None,
            stats=lambda records, scope: np.array(
                [[float(r.get("reasoning_chars") or 0), 1.0] for r in records],
-               dtype=float).reshape(len(records), 2), digits=1),
+               dtype=float).reshape(len(records), 2), digits=1, needs_reasoning=True),
     Metric("stop_thinking", "outputs that never finished thinking (no answer: they ran out "
            "of tokens while reasoning)", "never finished thinking", higher=None,
            stats=_count(lambda r: r.get("stop_reason") == "thinking"), score=_sum,
-           count=True, heading="thinking"),
+           count=True, heading="thinking", needs_reasoning=True),
     Metric("stop_eos", "outputs that ended with the end-of-sequence token", "ended at eos",
            higher=None, stats=_count(lambda r: r.get("stop_reason") == "eos"), score=_sum,
            count=True, heading="eos"),
@@ -246,17 +247,18 @@ def get(name: str) -> Metric:
     return found
 
 
-def for_kind(kind: str, references: bool = True) -> list[Metric]:
+def for_kind(kind: str, references: bool = True, reasoning: bool = True) -> list[Metric]:
     """The metrics a kind's summary shows, in the registry's order; without references,
-    those that compare with one are left out."""
+    those that compare with one are left out, without reasoning those that count it."""
     if kind not in KINDS:
         raise ValueError(f"unknown task kind: {kind!r}")
-    return [m for m in METRICS if kind in m.kinds and (references or not m.needs_reference)]
+    return [m for m in METRICS if kind in m.kinds and (references or not m.needs_reference)
+            and (reasoning or not m.needs_reasoning)]
 
 
 def metric_names(kind: str) -> list[str]:
     """The metric names a task of ``kind`` may list under ``metrics``."""
-    return [m.name for m in for_kind(kind) if not m.count]
+    return [m.name for m in for_kind(kind, reasoning=False) if not m.count]
 
 
 def every_name() -> list[str]:
@@ -315,9 +317,14 @@ def aggregate(kind: str, rows: list[Record], labels: Sequence[str] | None = None
     scope = scope_of(kind, rows, labels)
     references = any(r.get("references") for r in rows)
     result: dict[str, float | None] = {}
-    for metric in for_kind(kind, references):
+    for metric in for_kind(kind, references, has_reasoning(rows)):
         result[metric.name] = value_of(metric, rows, scope)
     return result
+
+
+def has_reasoning(rows: list[Record]) -> bool:
+    """Whether any output holds reasoning (a reasoning model's run)."""
+    return any("reasoning" in r for r in rows)
 
 
 def value_of(metric: Metric, rows: list[Record], scope: Scope) -> float | None:

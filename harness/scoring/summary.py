@@ -27,12 +27,10 @@ Key = tuple[str, int]  # (setting, shots)
 Estimate = tuple[float | None, float | None, float | None]  # value, 95% interval
 
 
-REASONING = ("reasoning", "stop_thinking")  # columns of runs of reasoning models only
-
-
-def columns(kind: str, chosen: Sequence[str] | None, references: bool = True) -> list[str]:
+def columns(kind: str, chosen: Sequence[str] | None, references: bool = True,
+            reasoning: bool = False) -> list[str]:
     """The summary's columns: the task's chosen metrics, the kind's main one, the rest."""
-    every = [m.name for m in metrics.for_kind(kind, references)]
+    every = [m.name for m in metrics.for_kind(kind, references, reasoning)]
     first = [m for m in chosen or [] if m in every]
     main = metrics.main_metric(kind, every)
     if not first and main:
@@ -92,9 +90,7 @@ class Summary:
             grouped.setdefault((record["setting"], record["shots"]), []).append(record)
         self.cells = {key: Cell(key, rows) for key, rows in grouped.items()}
         self.references = any(r.get("references") for r in records)
-        self.columns = columns(kind, chosen, self.references)
-        if not any("reasoning" in r for r in records):
-            self.columns = [c for c in self.columns if c not in REASONING]
+        self.columns = columns(kind, chosen, self.references, metrics.has_reasoning(records))
         self.metrics = [metrics.get(name) for name in self.columns]
         self.settings = list(dict.fromkeys(s for s, _ in self.cells))
         self.shots = sorted({k for _, k in self.cells})

@@ -155,6 +155,11 @@ class Task(_Strict):
         "query as the last user turn) or single (the whole prompt as one user turn); "
         "--chat overrides it",
     )
+    chat_args: dict[str, Any] = Field(
+        default_factory=dict, description="arguments for the chat template, e.g. "
+        "enable_thinking: false (a server gets them as chat_template_kwargs); --chat-arg "
+        "KEY=VALUE adds to them",
+    )
     too_long: Literal["refuse", "cut_left"] = Field(
         "refuse", description="a prompt that with its new tokens exceeds the model's "
         "context: refuse the run (naming it), or cut the prompt from the left",
