@@ -439,10 +439,11 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
         if cache is not None:
             stack.callback(cache.close)
         if backend is None:
-            server = config.server and dataclasses.replace(  # the task's chat_args, then ours
-                config.server, chat_args={**plan.task.spec.chat_args, **config.server.chat_args})
+            served = {} if config.server is None else {"server": dataclasses.replace(
+                config.server,  # the task's chat_args, then the command line's
+                chat_args={**plan.task.spec.chat_args, **config.server.chat_args})}
             backend = registry.open_backend(engine, plan.model, config.device, fast=config.fast,
-                                           parallel=config.parallel, server=server)
+                                           parallel=config.parallel, **served)
             stack.callback(backend.close)
         registry.check_open(backend, plan.settings, plan.options, plan.likelihood)
         info = backend.describe()
