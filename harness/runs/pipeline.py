@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from harness import records
 from harness.common import files
@@ -45,6 +46,7 @@ class Overrides:
     limit: int | None = None
     model: str | None = None
     chat: str | None = None  # none, turns or single (--chat)
+    tokenizer: Any = None  # a loaded model's, for its chat template (else --model's is read)
 
 
 @dataclass
@@ -125,7 +127,8 @@ def prepare(task: str | Path | LoadedTask, overrides: Overrides | None = None) -
     if mode != "none":
         from harness.engines.models import load_tokenizer
 
-        prompts = chat.templated(task, prompts, mode, load_tokenizer(model), model, shots)
+        tokenizer = overrides.tokenizer if overrides.tokenizer is not None else load_tokenizer(model)
+        prompts = chat.templated(task, prompts, mode, tokenizer, model, shots)
     requests = runner.plan(prompts, settings, seeds)
     return Plan(task, prompts, settings, seeds, requests, options, model, mode)
 
@@ -365,6 +368,7 @@ class RunConfig:
     out: Path = Path("reports")
     resume: Path | None = None  # a run folder, or LATEST
     cache: bool = True
+    python: bool = False  # called from Python (harness.run): errors say how to resume there
 
 
 @dataclass
@@ -497,7 +501,8 @@ def _failed(config: RunConfig, plan: Plan, batches: list[list[runner.Request]], 
             return HarnessError(f"--out {run_dir.parent}: cannot write the run there "
                                 f"({files.reason(exc)}); nothing was kept")
         return exc
-    resume = f"harness run {config.task} --resume {run_dir}"
+    resume = (f'harness.run(task, resume="{run_dir}")' if config.python
+              else f"harness run {config.task} --resume {run_dir}")
     if isinstance(exc, HarnessError):
         return HarnessError(f"{exc} (the {len(kept)} outputs finished so far are kept in "
                             f"{run_dir}; {resume} finishes the run)")

@@ -110,6 +110,11 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
                 f"leaves {len(order)} others; shots asks for {need}"
             )
         query = templates.render("prompt.query", item)
+        if not query.strip():
+            raise HarnessError(
+                f"{task.path}: prompt.query renders nothing for data item {index + 1}, so the "
+                "item would not be in its prompt; check the template and the item's columns"
+            )
         references = templates.references(item)
         for j in order:
             if j not in shown:
