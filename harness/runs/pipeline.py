@@ -32,7 +32,7 @@ from harness.runs.cache import ResultCache, open_cache
 from harness.runs.cache import scope as cache_scope
 from harness.tasks import chat, context
 from harness.tasks.decoding import Setting, expand
-from harness.tasks.prompts import Prompt, build_prompts
+from harness.tasks.prompts import Prompt, build_prompts, item_digest
 from harness.tasks.spec import LoadedTask, load_task, seed_problem, shots_problem
 
 
@@ -215,6 +215,8 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "task": plan.task.spec.model_dump(mode="json"),
         "shots": sorted({p.shots for p in plan.prompts}),
         "items": len({p.item for p in plan.prompts}),
+        # each item's content (fields and references): compare pairs runs' items by it
+        "item_digests": item_digests(plan),
         "settings": [{"name": s.name, "args": s.args} for s in plan.settings]
         + ([{"name": LIKELIHOOD, "args": {"scoring": "likelihood"}}]
            if plan.likelihood else []),
@@ -239,6 +241,12 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "n_outputs": plan.n_outputs,
         "plan_id": plan_id(plan),
     }
+
+
+def item_digests(plan: Plan) -> list[str]:
+    """``prompts.item_digest`` of each item the plan asks about, in item order."""
+    references = {p.item: p.references for p in plan.prompts}
+    return [item_digest(plan.task.items[i], references[i]) for i in sorted(references)]
 
 
 def plan_id(plan: Plan) -> str:

@@ -94,7 +94,9 @@ class Metric:
                   self.sample(Output(r["output"], r.get("references") or [],
                                      list(scope.labels) or None, r.get("predicted")))
                   for r in records]
-        return np.array([[v, 1.0] if v is not None else [0.0, 0.0] for v in values],
+        # an output without a score (None), or whose score is NaN (one NaN log-probability
+        # from the model), is left out of the mean rather than blanking it
+        return np.array([[v, 1.0] if v is not None and v == v else [0.0, 0.0] for v in values],
                         dtype=float).reshape(len(values), 2)
 
     def value(self, sums: np.ndarray, scope: Scope) -> np.ndarray:
