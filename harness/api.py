@@ -86,10 +86,12 @@ def load_model(
 class Run:
     """A finished run: its folder, run.json, and its outputs as records and DataFrames."""
 
-    def __init__(self, run_dir: Path, info: dict[str, Any], found: list[records.Record]) -> None:
+    def __init__(self, run_dir: Path, info: dict[str, Any], found: list[records.Record],
+                 summary: Summary | None = None) -> None:
         self.run_dir = run_dir
         self.info = info  # run.json
         self.records = found  # the record contract (records.py), in the report's order
+        self._summary = summary  # a run just made: the one its reports were written with
 
     @property
     def task(self) -> str:
@@ -109,6 +111,8 @@ class Run:
     def statistics(self) -> Summary:
         """Every number of the summary (intervals, tests of difference), as the report
         computes them: ``harness.scoring.summary.Summary``."""
+        if self._summary is not None:
+            return self._summary
         return report.summary_of(self.info, self.records)
 
     @cached_property
@@ -220,7 +224,8 @@ def run(
         print(f"harness: interrupted; finished outputs are kept in {stop.run_dir}; "
               f"resume=\"{stop.run_dir}\" finishes the run", file=sys.stderr)
         raise
-    return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records)
+    return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records,
+               finished.summary)
 
 
 def load_task(task: str | Path | Mapping[str, Any]) -> spec.LoadedTask:

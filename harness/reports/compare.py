@@ -25,10 +25,9 @@ from harness.reports import report
 from harness.scoring import stats
 from harness.reports import tables
 from harness.errors import HarnessError
-from harness.records import load_run
+from harness.records import Record, load_run
 from harness.scoring.summary import Summary, paired
 
-Record = dict[str, Any]
 Key = tuple[str, int]  # (setting, shots)
 
 

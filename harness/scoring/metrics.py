@@ -10,13 +10,14 @@ an entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from harness.scoring import corpus
+from harness.scoring.kinds import KINDS, Kind  # noqa: F401 (Kind: importable from here)
 from harness.scoring.textscores import (  # noqa: F401 (the scorers, importable from here as before)
     char_f1,
     contains_answer,
@@ -28,9 +29,10 @@ from harness.scoring.textscores import (  # noqa: F401 (the scorers, importable 
     repeated_ngram_rate_ids,
 )
 
-KINDS = ("classification", "qa", "translation", "generation")
+if TYPE_CHECKING:
+    from harness.records.record import Record  # the record contract, a layer above
+
 GENERATED = ("qa", "translation", "generation")  # kinds whose answers are free text
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Scope:
     labels: tuple[str, ...] = ()
 
 
-Stats = Callable[[list[Record], Scope], np.ndarray]  # records -> one row of counts each
+Stats: TypeAlias = "Callable[[list[Record], Scope], np.ndarray]"  # a row of counts a record
 Score = Callable[[np.ndarray, Scope], np.ndarray]  # summed rows (..., d) -> values (...)
 
 
@@ -89,13 +91,17 @@ class Metric:
         """One row of additive statistics per record (not for distinct n-grams)."""
         if self.stats is not None:
             return self.stats(records, scope)
-        # a record scored before this metric existed is scored here
-        values = [r[self.column] if self.column in r or self.sample is None else
-                  self.sample(Output(r["output"], r.get("references") or [],
-                                     list(scope.labels) or None, r.get("predicted")))
-                  for r in records]
+        values = [self._field(r, scope) for r in records]
         return np.array([[v, 1.0] if v is not None else [0.0, 0.0] for v in values],
                         dtype=float).reshape(len(values), 2)
+
+    def _field(self, record: Mapping[str, Any], scope: Scope) -> float | None:
+        """The record's per-output field (a mapping: the registry names it at run time);
+        a record scored before this metric existed is scored here."""
+        if self.column in record or self.sample is None:
+            return record[self.column]
+        return self.sample(Output(record["output"], record.get("references") or [],
+                                  list(scope.labels) or None, record.get("predicted")))
 
     def value(self, sums: np.ndarray, scope: Scope) -> np.ndarray:
         """The metric from summed statistics (any leading shape)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.scoring.kinds import KINDS
 from harness.tasks import chat
 from harness.tasks.data import Item, read_table
 from harness.tasks.prompts import Prompt, Templates, build_prompts
@@ -211,7 +212,6 @@ def _counter(tokenizer: object) -> Callable[..., int]:
 
 # ---------------------------------------------------------------- new
 
-KINDS = ("classification", "qa", "translation", "generation")
 # Column names recognised, per kind, for what the prompt shows and for the answer.
 INPUT_NAMES = {
     "classification": ("text", "sentence", "document", "review", "문장", "본문", "텍스트", "내용"),
