@@ -207,7 +207,7 @@ def render(runs: list[Run], keys: list[Key], columns: list[str],
     first = runs[0]
     kind = first.kind
     rows, items = differing_items(runs)
-    marks = kind in ("classification", "qa")
+    marks = kind in metrics.RIGHT_OR_WRONG
     main = columns[0]
     groups = [f"{s} {k}-shot" for s, k in keys]
     chart = charts.grouped_bars(

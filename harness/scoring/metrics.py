@@ -53,6 +53,20 @@ class Scope:
     labels: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Chart:
+    """A figure of the report's that shows a metric beside the main one's (which is drawn
+    against shot count whatever it is)."""
+
+    kind: str  # "shots": against shot count, a line per setting, as the main metric;
+    # "bars": a panel of bars per setting, beside the other "bars" metrics' panels, when
+    # some cell reaches the report's smallest visible rate; "versus": against ``other``,
+    # a point per setting × shots, drawn when this metric's bars are
+    caption: str  # what the figure shows and asks, under it
+    other: str = ""  # "versus": the metric up the side
+    title: str = ""  # "versus": the figure's title
+
+
 Stats: TypeAlias = "Callable[[list[Record], Scope], np.ndarray]"  # a row of counts a record
 Score = Callable[[np.ndarray, Scope], np.ndarray]  # summed rows (..., d) -> values (...)
 
@@ -78,6 +92,8 @@ class Metric:
     count: bool = False  # a count of outputs: neither an interval nor a `metrics:` choice
     digits: int = 3
     heading: str = ""  # the summary's column heading (default: name)
+    charts: tuple[Chart, ...] = ()  # the report's figures of it beside the main one's
+    baseline: str = ""  # labels.Baseline's field: what answering the commonest label scores
 
     @property
     def column(self) -> str:
@@ -159,11 +175,14 @@ def _sum(sums: np.ndarray, scope: Scope) -> np.ndarray:
 METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "share of outputs whose first named label is the reference",
            "accuracy", kinds=("classification",), sample=_correct, field="correct",
-           binary=True),
+           binary=True, baseline="accuracy"),
     Metric("macro_f1", "mean over labels of each label's F1 (labels that are a reference "
            "or an answer); a model that always gives one label scores low here",
            "macro-F1", kinds=("classification",), stats=_confusion,
-           score=lambda s, scope: corpus.macro_f1(s, len(scope.labels)), heading="macro F1"),
+           score=lambda s, scope: corpus.macro_f1(s, len(scope.labels)), heading="macro F1",
+           baseline="macro_f1", charts=(Chart("shots", (
+               "Macro-F1 (each label's F1, averaged) against shot count: unlike accuracy, "
+               "answering the commonest label every time scores low here.")),)),
     Metric("invalid", "share of outputs that name none of the labels", "no label named",
            kinds=("classification",), higher=False,
            sample=lambda o: float(o.predicted is None), binary=True),
@@ -186,14 +205,22 @@ METRICS: tuple[Metric, ...] = (
            "distinct-1", kinds=("translation", "generation"), distinct=1),
     Metric("distinct_2", "distinct word pairs / word pairs, over all outputs; it falls as "
            "outputs grow, so compare settings that return as many (interval: jackknife over "
-           "items)", "distinct-2", kinds=("translation", "generation"), distinct=2),
+           "items)", "distinct-2", kinds=("translation", "generation"), distinct=2,
+           charts=(Chart("bars", "How varied each setting's outputs are (distinct word pairs "
+                         "over all outputs), with 95% intervals."),)),
     Metric("repetition", "mean share of an output's word 3-grams that repeat an earlier one",
            "repeated 3-gram rate", kinds=GENERATED, higher=False,
-           sample=lambda o: repeated_ngram_rate(o.text, 3)),
+           sample=lambda o: repeated_ngram_rate(o.text, 3), charts=(
+               Chart("bars", "How much each setting loops (repeated word 3-grams within an "
+                             "output; lower is better), with 95% intervals."),
+               Chart("versus", "The trade-off between likely and varied text: greedy and "
+                               "beam search sit high (likely) and often to the right (looping); "
+                               "sampling lower and to the left.",
+                     other="logprob", title="likely vs varied"))),
     Metric("length", "mean tokens generated", "tokens generated", higher=None,
            field="n_tokens", digits=1),
     Metric("logprob", "mean log-probability per generated token under the model (how "
-           "likely the model finds its own answer, not how good it is)", "mean log-prob",
+           "likely the model finds its own answer, not how good it is)", "mean log-prob per token",
            higher=None, field="mean_logprob"),
     Metric("stop_eos", "outputs that ended with the end-of-sequence token", "ended at eos",
            higher=None, stats=_count(lambda r: r.get("stop_reason") == "eos"), score=_sum,
