@@ -157,19 +157,14 @@ class Run:
 
 def _summary_html(summary: Summary) -> str:
     """The summary as an HTML table: each metric's value, interval and mark in one cell."""
-    shown = [m for m in summary.metrics if not m.count]
+    shown = tables.plain_metrics(summary)
     head = "".join(f"<th>{html.escape(name)}</th>"
                    for name in ["setting", "shots", *(m.name for m in shown)])
     body = []
     for row in summary.rows:
-        cells = [html.escape(str(row["setting"])), str(row["shots"])]
-        for m in shown:
-            interval = tables.fmt_interval(row.get(f"{m.name}_low"), row.get(f"{m.name}_high"),
-                                           m.name)
-            mark = tables.TERMINAL_MARKS[row.get(f"{m.name}_mark")]
-            cells.append(html.escape(f"{tables.fmt(row.get(m.name), m.name)} {interval} {mark}"
-                                     .rstrip()))
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        cells = [str(row["setting"]), str(row["shots"]),
+                 *(tables.plain_cell(row, m) for m in shown)]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 

@@ -18,14 +18,11 @@ from typing import Any
 
 from markupsafe import Markup
 
-from harness.reports import charts
 from harness.common import files
-from harness.scoring import metrics
-from harness.reports import report
-from harness.scoring import stats
-from harness.reports import tables
 from harness.errors import HarnessError
 from harness.records import Record, load_run
+from harness.reports import charts, report, tables
+from harness.scoring import metrics, stats
 from harness.scoring.summary import Summary, paired
 
 Key = tuple[str, int]  # (setting, shots)
