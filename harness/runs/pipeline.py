@@ -302,17 +302,10 @@ def kept_records(
     return [r for r in found if records.record_id(r) in done]
 
 
-def execute(
-    plan: Plan,
-    backend: Backend,
-    run_dir: Path,
-    cache: ResultCache | None = None,
-    done: list[records.Record] | None = None,
-    batches: list[list[runner.Request]] | None = None,
-) -> list[records.Record]:
-    """Generate every output not in ``done`` into run_dir, then write the reports; the
-    run's records (``executed`` gives its summary too)."""
-    return executed(plan, backend, run_dir, cache, done, batches)[0]
+def execute(plan: Plan, backend: Backend, run_dir: Path, *rest: Any,
+            **named: Any) -> list[records.Record]:
+    """``executed``, for a caller that wants only the records."""
+    return executed(plan, backend, run_dir, *rest, **named)[0]
 
 
 def executed(
