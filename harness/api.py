@@ -90,7 +90,7 @@ class Run:
                  summary: Summary | None = None) -> None:
         self.run_dir = run_dir
         self.info = info  # run.json
-        self.records = found  # the record contract (records.py), in the report's order
+        self.records = found  # the record contract (harness.records), in the report's order
         self._summary = summary  # a run just made: the one its reports were written with
 
     @property

@@ -253,7 +253,7 @@ def sample_fields() -> tuple[str, ...]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SAMPLE_FIELDS":  # metrics.SAMPLE_FIELDS, as records.py and runs.py read it
+    if name == "SAMPLE_FIELDS":  # metrics.SAMPLE_FIELDS, as records and runs.folders read it
         return sample_fields()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
