@@ -214,8 +214,8 @@ def grouped_outputs(records: list[Record]) -> list[dict[str, Any]]:
             "lp": _round(record.get("mean_logprob")),
             "n": 1,
         }
-        if record.get("correct") is not None:
-            entry["ok"] = int(record["correct"])
+        if (correct := record.get("correct")) is not None:
+            entry["ok"] = int(correct)
         if "predicted" in record:
             entry["p"] = record["predicted"]
         if record.get("label_logprobs"):

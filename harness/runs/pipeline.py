@@ -453,13 +453,13 @@ def _claim_resumed(config: RunConfig, plan: Plan, stack: contextlib.ExitStack) -
 
 
 def _open_result_cache(config: RunConfig, stack: contextlib.ExitStack) -> ResultCache | None:
-    """The result cache (closed with ``stack``), unless the run is told not to use it."""
+    """The result cache (closed with ``stack``), unless the run is told not to use it or
+    none can be had."""
     from harness.engines.models import cache_root
 
-    if not config.cache:
-        return None
-    cache = open_cache(cache_root() / "results.sqlite")
-    stack.callback(cache.close)
+    cache = open_cache(cache_root() / "results.sqlite") if config.cache else None
+    if cache is not None:
+        stack.callback(cache.close)
     return cache
 
 

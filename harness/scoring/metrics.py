@@ -147,6 +147,11 @@ def _first_references(records: list[Record]) -> tuple[list[str], list[str]]:
     return [r["output"] for r in kept], [r["references"][0] for r in kept]
 
 
+def _first(references: list[str] | None) -> str | None:
+    """The first reference (the target), if any."""
+    return references[0] if references else None
+
+
 def _sacrebleu(stats: Callable[[Sequence[str], Sequence[str]], np.ndarray]) -> Stats:
     def per_output(records: list[Record], scope: Scope) -> np.ndarray:
         rows = np.zeros((len(records), stats([], []).shape[1]))
@@ -158,7 +163,7 @@ def _sacrebleu(stats: Callable[[Sequence[str], Sequence[str]], np.ndarray]) -> S
 
 
 def _confusion(records: list[Record], scope: Scope) -> np.ndarray:
-    golds = [(r.get("references") or [None])[0] for r in records]
+    golds = [_first(r.get("references")) for r in records]
     return corpus.confusion_stats(golds, [r.get("predicted") for r in records], scope.labels)
 
 
@@ -325,7 +330,7 @@ def scope_of(kind: str, records: list[Record], labels: Sequence[str] | None = No
         return Scope()
     found = list(labels or [])
     for record in records:
-        for name in ((record.get("references") or [None])[0], record.get("predicted")):
+        for name in (_first(record.get("references")), record.get("predicted")):
             if name is not None and name not in found:
                 found.append(name)
     return Scope(tuple(found))
