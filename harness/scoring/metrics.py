@@ -3,16 +3,17 @@
 An entry says which task kinds show it, how one output is scored (the record field it
 writes), how outputs add up (a mean of that field, a corpus statistic from summed
 counts, or distinct n-grams), which way is better, its help text, chart label and
-digits. The summary and its intervals, summary.csv, the report's help and charts, the
-schema, `metrics:` validation and `harness list` all read it; adding a metric is adding
-an entry.
+digits, the report's figures of it with their captions, and its majority-class
+baseline. The summary and its intervals, summary.csv, the report's help and charts,
+the schema, `metrics:` validation and `harness list` all read it; adding a metric is
+adding an entry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
@@ -55,16 +56,19 @@ class Scope:
 
 @dataclass(frozen=True)
 class Chart:
-    """A figure of the report's that shows a metric beside the main one's (which is drawn
-    against shot count whatever it is)."""
+    """A figure of the report's that shows a metric beside the main one's (the main
+    metric is drawn against shot count whatever it is).
 
-    kind: str  # "shots": against shot count, a line per setting, as the main metric;
-    # "bars": a panel of bars per setting, beside the other "bars" metrics' panels, when
-    # some cell reaches the report's smallest visible rate; "versus": against ``other``,
-    # a point per setting × shots, drawn when this metric's bars are
+    ``shots``: against shot count, a line per setting. ``bars``: a panel of bars per
+    setting, beside the other ``bars`` metrics' panels, drawn when some cell reaches the
+    report's smallest visible rate. ``versus``: against the metric ``other``, a point per
+    setting × shots, drawn when this metric's bars are.
+    """
+
+    kind: Literal["shots", "bars", "versus"]
     caption: str  # what the figure shows and asks, under it
-    other: str = ""  # "versus": the metric up the side
-    title: str = ""  # "versus": the figure's title
+    other: str = ""  # versus: the metric up the side
+    title: str = ""  # versus: the figure's title
 
 
 Stats: TypeAlias = "Callable[[list[Record], Scope], np.ndarray]"  # a row of counts a record
