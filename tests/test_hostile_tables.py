@@ -80,7 +80,8 @@ BROKEN_WORKBOOKS = {
     "shared string out of range": (
         lambda p: workbook(p, row('<c r="A2" t="s"><v>7</v></c>'),
                            shared=[f'<sst xmlns="{MAIN}"><si><t>하나</t></si></sst>']),
-        "its first sheet cannot be read"),
+        "its first sheet cannot be read (a cell refers to a shared string the workbook does "
+        "not have)"),
     "number cell holding text": (lambda p: workbook(p, row('<c r="A2" t="n"><v>abc</v></c>')),
                                  "its first sheet cannot be read"),
     "column past XFD": (lambda p: workbook(p, row('<c r="ZZZZZZ2"><v>1</v></c>')),
@@ -200,7 +201,7 @@ def pandas_meta(index) -> bytes:
     (pandas_meta("text"), "index_columns is not a list"),
     (pandas_meta([7]), "it names 7 as the index, which is not one of its columns"),
     (b"{not json", "not JSON"),
-    (b"[1, 2]", "index_columns is not a list"),
+    (b"[1, 2]", "not a JSON object"),
 ])
 def test_lying_pandas_metadata_is_one_line(tmp_path, metadata, expected) -> None:
     import pyarrow as pa

@@ -57,8 +57,10 @@ def read_xlsx(path: Path, raw: bytes) -> list[Item]:
             _count_rows(path, book, sheet)
             return _items(path, _sheet_rows(sheet))
         except (zipfile.BadZipFile, *_BROKEN_SHEET) as exc:
+            reason = ("a cell refers to a shared string the workbook does not have"
+                      if isinstance(exc, IndexError) else _short(exc))
             raise HarnessError(
-                f"{path}: its first sheet cannot be read ({_short(exc)}); open it in a "
+                f"{path}: its first sheet cannot be read ({reason}); open it in a "
                 "spreadsheet program and save it again as .xlsx, or save it as .csv"
             ) from None
     finally:
@@ -214,7 +216,9 @@ def _pandas_index(path: Path, metadata: dict[bytes, bytes], names: list[str]) ->
         found = json.loads(metadata[b"pandas"])
     except (ValueError, UnicodeDecodeError):
         raise HarnessError(f"{bad}: not JSON; write the file again, or drop that key") from None
-    index = found.get("index_columns", []) if isinstance(found, dict) else None
+    if not isinstance(found, dict):
+        raise HarnessError(f"{bad}: not a JSON object; write the file again")
+    index = found.get("index_columns", [])
     if not isinstance(index, list):
         raise HarnessError(f"{bad}: index_columns is not a list; write the file again")
     columns = set()
