@@ -108,8 +108,8 @@ class OpenAIBackend:
     # ------------------------------------------------------------ the contract
 
     def identity(self) -> dict[str, Any]:
-        return {"engine": self.name, "server": self.client.url, "model": self.model,
-                "chat_args": self.server.chat_args,
+        return {"engine": self.name, "server": self.client.url, "kind": self.kind_key,
+                "model": self.model, "chat_args": self.server.chat_args,
                 "thinking_budget": self.server.thinking_budget}
 
     def describe(self) -> dict[str, Any]:
