@@ -47,3 +47,23 @@ def test_a_record_scores_the_answer_and_keeps_the_thinking() -> None:
     assert record["correct"] == 0.0
     plain = generated(task, prompt, "greedy", None, 0, Generation("기쁨", "기쁨", 1, -0.1, "eos"))
     assert "reasoning" not in plain  # runs without reasoning keep their records as they were
+
+
+def test_chat_template_arguments_reach_the_template(tmp_path, write_task) -> None:
+    """--chat-arg enable_thinking=false (or the task's chat_args) is a variable of a local
+    model's chat template, as transformers passes it."""
+    from tiny_models import CHAT_TEMPLATE, chat_model
+
+    from harness.runs import pipeline
+
+    template = CHAT_TEMPLATE.replace(
+        "<|assistant|>\n{% endif %}",
+        "<|assistant|>\n{% if enable_thinking is defined and not enable_thinking %}"
+        "<think>\n\n</think>\n\n{% endif %}{% endif %}")
+    folder = chat_model(tmp_path / "thinker", template)
+    task = write_task(chat="single", chat_args={"enable_thinking": False})
+    plan = pipeline.prepare(task, pipeline.Overrides(model=str(folder)))
+    assert all(p.text.endswith("<|assistant|>\n<think>\n\n</think>\n\n") for p in plan.prompts)
+    plan = pipeline.prepare(task, pipeline.Overrides(model=str(folder),
+                                                     chat_args={"enable_thinking": True}))
+    assert all(p.text.endswith("<|assistant|>\n") for p in plan.prompts)
