@@ -10,6 +10,10 @@ rounding that depends on a batch's padding comes out the same. A batch's records
 appended to ``samples.jsonl`` in one write, and a resumed run counts a batch as done only
 when all of its records are there (``done_batches``): a batch is kept whole or made again
 whole, never half.
+
+A backend that answers request by request (the contract's ``Streaming``: a server taking
+many at once) gets every pending request at once, one to a batch, and each answer is
+stored and written the moment it arrives.
 """
 
 from __future__ import annotations
