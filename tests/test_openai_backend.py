@@ -367,3 +367,16 @@ def test_stopping_the_stream_stops_sending(tmp_path: Path) -> None:
             assert fake.posts() == sent <= 4
         finally:
             backend.close()
+
+
+def test_the_cache_answers_the_same_server_and_model_only(write_task, tmp_path: Path) -> None:
+    task = write_task()
+    with FakeServer() as fake, FakeServer() as other:
+        first = run(task, Server(fake.url), tmp_path / "a", cache=True)
+        again = run(task, Server(fake.url), tmp_path / "b", cache=True)
+        assert fake.posts() == 8  # the second run came from the cache
+        assert rows(again) == rows(first)
+        run(task, Server(other.url), tmp_path / "c", cache=True)
+        assert other.posts() == 8  # another server: its own requests
+        run(task, Server(fake.url), tmp_path / "d", model="fake-model-2", cache=True)
+        assert fake.posts() == 16  # another model name at the same server
