@@ -79,15 +79,28 @@ def test_greedy_answers_from_transformers_serve_equal_the_hf_backends(
     assert "served model" in (ours.run_dir / "index.html").read_text(encoding="utf-8")
 
 
-def test_a_server_that_ignores_n_is_one_line(served: str, chat_folder: Path, write_task,
-                                            tmp_path: Path) -> None:
-    task = write_task(decoding={"configs": {"three": {"do_sample": True,
-                                                      "num_return_sequences": 3}},
-                                "max_new_tokens": 3})
+def test_sampling_on_transformers_serve_is_refused_in_one_line(
+    served: str, chat_folder: Path, write_task, tmp_path: Path
+) -> None:
+    """transformers serve (5.19) decodes greedily whatever temperature and seed ask, where
+    the model's generation_config does not sample (and ignores n): refused, not run wrong."""
+    task = write_task(decoding={"configs": {"mine": {"do_sample": True, "top_p": 0.9}}})
     with pytest.raises(HarnessError) as caught:
         run(task, Server(served, retries=0), tmp_path, str(chat_folder))
-    assert "returned 1" in str(caught.value) and "'three'" in str(caught.value)
+    assert "sampling (do_sample) is not done by the transformers server" in str(caught.value)
+    assert "'mine'" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_server_returning_fewer_sequences_than_asked_is_one_line(write_task, tmp_path) -> None:
+    task = write_task(decoding={"configs": {"three": {"do_sample": True,
+                                                      "num_return_sequences": 3}}})
+    with FakeServer(lambda path, body: (200, completion(["하나"]), {})) as fake:
+        with pytest.raises(HarnessError) as caught:
+            run(task, Server(fake.url), tmp_path)
+    message = str(caught.value)
+    assert "asked for 3 sequence(s) (n) in setting 'three'" in message and "returned 1" in message
+    assert "\n" not in message
 
 
 def test_label_ranking_where_the_server_gives_no_prompt_logprobs_is_one_line(

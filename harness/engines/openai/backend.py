@@ -8,7 +8,8 @@ each answer is handed to the runner as it arrives (the contract's ``Streaming``)
 server that dies mid-run loses nothing that finished.
 
 What the server is decides what it takes (``mapping.KINDS``): vLLM is told apart by its
-``/version``, llama.cpp by its ``/props``; any other server gets the API's own fields.
+``/version``, llama.cpp by its ``/props``, ``transformers serve`` by its POST-only
+``/load_model``; any other server gets the API's own fields.
 The served model is known by its name alone: the same name may serve other weights
 tomorrow, which run.json and the report say. The key is read from an environment
 variable and goes nowhere but the request's header.
@@ -276,5 +277,7 @@ def _kind(client: Client) -> tuple[str, str | None]:
     props = client.get("/props", quiet=True)
     if isinstance(props, dict) and "default_generation_settings" in props:
         return "llama.cpp", props.get("build_info")
+    if client.status("/load_model") == 405:  # transformers serve's POST-only route
+        return "transformers", None
     return "openai", None
 

@@ -89,6 +89,18 @@ class Client:
                 return None
             raise
 
+    def status(self, path: str) -> int | None:
+        """The status a GET of ``path`` answers (None: no answer), tried once."""
+        async def ask() -> int | None:
+            try:
+                response = await self._http.get(self._root(path) if path.startswith("/")
+                                                else path)
+            except Exception:  # noqa: BLE001 (no answer is an answer here)
+                return None
+            return response.status_code
+
+        return self._call(ask())
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self._call(self._request("POST", path, body))
 

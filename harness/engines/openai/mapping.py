@@ -31,6 +31,7 @@ class Kind:
     exact_stops: bool = False  # says which stop string ended an answer (eos told apart)
     thinking_budget: bool = False  # thinking_token_budget
     beam_search: bool = False  # use_beam_search, n beams returned best first
+    sampling: bool = True  # temperature > 0 samples (else it is ignored: refused here)
 
 
 KINDS = {
@@ -41,6 +42,10 @@ KINDS = {
                  thinking_budget=True, beam_search=True),
     "llama.cpp": Kind("llama.cpp", {"top_k": "top_k", "min_p": "min_p",
                                     "repetition_penalty": "repeat_penalty"}),
+    # transformers 5.19's server decodes as the model's generation_config says: with
+    # do_sample unset, every temperature and seed gave the same greedy text (n, which
+    # only sampling asks for, it ignores: ``backend._outputs`` says so in one line)
+    "transformers": Kind("transformers", sampling=False),
     "openai": Kind("OpenAI-compatible"),  # anything else: the API's own fields only
 }
 
@@ -65,6 +70,9 @@ def server_refusal(kind: Kind, setting: Setting, options: Options, where: str) -
         return refused
     if setting.beams > 1 and not kind.beam_search:
         return f"beam search (num_beams) is not offered by the {kind.name} server at {where}"
+    if setting.sampled and not kind.sampling:
+        return (f"sampling (do_sample) is not done by the {kind.name} server at {where}: it "
+                "decodes as the model's generation_config says, whatever temperature asks")
     if setting.beams > 1 and setting.sampled:
         return f"beam search with sampling is not offered by the {kind.name} server at {where}"
     for arg, value in setting.args.items():
