@@ -198,7 +198,7 @@ def _parallel(args: argparse.Namespace) -> Any:
     return Parallel(args.tensor_parallel, args.data_parallel, args.ray)
 
 
-def _add_finetune(sub: argparse._SubParsersAction) -> None:
+def _add_finetune(sub: argparse._SubParsersAction[_Parser]) -> None:
     tune = sub.add_parser(
         "finetune", help="fine-tune a model on question/answer pairs (the lessons' chit-chat)"
     )
@@ -291,13 +291,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("metrics (kinds; ↑ higher or ↓ lower is better):")
     for metric in METRICS:
         if not metric.count:
-            way = {True: "↑", False: "↓"}.get(metric.higher, " ")
+            way = " " if metric.higher is None else "↑" if metric.higher else "↓"
             kinds = "every kind" if metric.kinds == KINDS else ", ".join(metric.kinds)
             print(f"  {metric.name:<12} {way} {kinds:<28} {metric.help}")
     return 0
 
 
-def _add_authoring(sub: argparse._SubParsersAction) -> None:
+def _add_authoring(sub: argparse._SubParsersAction[_Parser]) -> None:
     preview = sub.add_parser(
         "preview", help="print a task's prompts exactly as the model gets them, no model run"
     )
@@ -377,7 +377,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_review(sub: argparse._SubParsersAction) -> None:
+def _add_review(sub: argparse._SubParsersAction[_Parser]) -> None:
     again = sub.add_parser("report", help="render a finished run's report again (no model)")
     again.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
     again.set_defaults(command=cmd_report)

@@ -196,7 +196,9 @@ def convert_gguf(gguf_path: Path, name: str) -> Path:
         raise HarnessError(f"{gguf_path}: cannot load this GGUF file ({exc})") from None
     # transformers refuses to save a model loaded from GGUF ("not serializable"); once
     # de-quantised, the weights are ordinary tensors, so the quantizer's marks can go.
-    model.hf_quantizer = None
+    # (an attribute transformers sets on the model without declaring it, so the checker
+    # knows only nn.Module's __setattr__, which takes a Tensor or a Module)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     folder.parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,7 @@ def record_id(record: Record) -> RequestId:
     return (record["setting"], record["seed"], record["item"], record["shots"])
 
 
-def sort_key(settings: Iterable[str]) -> Callable[[Record], tuple]:
+def sort_key(settings: Iterable[str]) -> Callable[[Record], tuple[Any, ...]]:
     """Records in the report's order: settings as listed (others after, by name), then
     item, shots, seed and returned sequence."""
     rank = {name: i for i, name in enumerate(dict.fromkeys(settings))}

@@ -130,7 +130,7 @@ def render_html(run: dict[str, Any], records: list[Record],
     classification = kind == "classification"
     # What review.js draws: rows × cols of cells per item; each row and column carries the
     # values the filters match (setting, shots); marks: whether outputs are right/wrong.
-    data = {
+    data: dict[str, Any] = {
         "marks": marks,
         "differ": "item",
         "rows": [{"label": s, "setting": s} for s in settings],
@@ -328,7 +328,7 @@ def figures(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str
         made.append((_answer_chart(summary), "tall", CAPTIONS["answers"]))
     else:
         # a rate under VISIBLE in every cell would draw an empty panel
-        varied = [m for m in ("repetition", "distinct_2")
+        varied: list[str] = [m for m in ("repetition", "distinct_2")
                   if m in summary.columns and any((row.get(m) or 0) >= VISIBLE for row in rows)]
         made.append((charts.bars_by_setting(rows, varied), "wide" if len(varied) > 1 else "",
                      " ".join(CAPTIONS[m] for m in varied)))

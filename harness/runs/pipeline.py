@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from harness import records
 from harness.common import files
@@ -200,7 +201,7 @@ def check_same_model(run_dir: Path, backend: Backend) -> None:
         )
 
 
-def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dict:
+def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dict[str, Any]:
     """Everything needed to understand, repeat and re-render the run."""
     import torch
     import transformers

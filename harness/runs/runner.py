@@ -171,7 +171,8 @@ def ranked_id(prompt: Prompt) -> records.RequestId:
     return (records.LIKELIHOOD, None, prompt.item, prompt.shots)
 
 
-def done_chunks(found: list[Record], prompts: list[Prompt], chunk: int = 16) -> set:
+def done_chunks(found: list[Record], prompts: list[Prompt],
+                chunk: int = 16) -> set[records.RequestId]:
     """The label rankings whose whole chunk is in ``found`` (as ``done_batches``)."""
     counts = Counter(records.record_id(r) for r in found)
     done: set[records.RequestId] = set()

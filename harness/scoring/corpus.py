@@ -11,7 +11,7 @@ which do not add up over outputs; ``Grams`` keeps what its jackknife needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,7 +84,7 @@ def confusion_stats(golds: Sequence[str | None], predicted: Sequence[str | None]
     """Per output, a one-hot confusion cell: reference label (rows) × answer (columns, the
     labels then "no label"), flattened. An output whose reference is not a label is zeros."""
     size = len(labels)
-    index = {label: i for i, label in enumerate(labels)}
+    index: dict[str | None, int] = {label: i for i, label in enumerate(labels)}
     out = np.zeros((len(golds), size * (size + 1)))
     for row, (gold, answer) in enumerate(zip(golds, predicted, strict=True)):
         if gold in index:
@@ -139,7 +139,7 @@ class Grams:
     def of(cls, texts_by_item: Sequence[Sequence[str]], n: int) -> Grams:
         from harness.scoring.textscores import ngrams
 
-        vocabulary: dict[tuple, int] = {}
+        vocabulary: dict[tuple[Hashable, ...], int] = {}
         ids, totals = [], []
         for texts in texts_by_item:
             grams = [g for text in texts for g in ngrams(text.split(), n)]

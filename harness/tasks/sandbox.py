@@ -256,15 +256,16 @@ class _AddChecks(NodeTransformer):
     """Route every for loop's items and every ``~`` through the environment's checks."""
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # rewrites the children in place (and returns ``node``)
         node.iter = _call("bounded_iter", node.iter)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        return _call("bounded", self.generic_visit(node))
+        self.generic_visit(node)
+        return _call("bounded", node)
 
 
-def _call(method: str, argument: nodes.Expr) -> nodes.Expr:
+def _call(method: str, argument: nodes.Node) -> nodes.Expr:
     call = nodes.Call(nodes.EnvironmentAttribute(method), [argument], [], None, None)
     call.set_lineno(argument.lineno)
     call.set_environment(ENV)

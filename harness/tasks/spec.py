@@ -298,13 +298,13 @@ class _TaskYAML:
             self.shared = node in self.constructed_objects  # type: ignore[attr-defined]
         return super().construct_object(node, deep=deep)  # type: ignore[misc]
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 key: Any = (key_node.tag, key_node.value)  # no need to build it twice
             else:
-                key = self.construct_object(key_node, deep=deep)  # type: ignore[attr-defined]
+                key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, Hashable):  # most often Jinja left unquoted: {{ text }}
                     raise yaml.constructor.ConstructorError(
                         None, None, 'a mapping or list used as a key; put Jinja templates in '

@@ -171,7 +171,7 @@ def _blocks(task: LoadedTask, templates: Templates, prompt: Prompt) -> list[tupl
     separator = spec.prompt.separator
     if separator.join(text for _, text in parts) != prompt.text:  # prompts.py changed shape
         return [("prompt", prompt.text)]
-    blocks = []
+    blocks: list[tuple[str, str]] = []
     for part in parts:
         blocks += [("separator", separator), part] if blocks else [part]
     return blocks
@@ -395,7 +395,7 @@ def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Co
         "# most tokenizers put the space at the start of the next word's token).",
         "prompt:",
     ]
-    if kind == "generation" and answer is None:
+    if answer is None:  # a generation task without references (others have an answer)
         out += ["  # instruction: \"...\"  (rendered once, at the top; it cannot use columns)",
                 f"  query: {q(_var(source))}"]
     else:

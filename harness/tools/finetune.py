@@ -191,7 +191,8 @@ def _compile(option: str, source: str, forbidden: set[str]) -> sandbox.Compiled:
 # ---------------------------------------------------------------- training
 
 
-def _batch(examples: list[tuple[list[int], int]], pad_id: int, answer_only: bool) -> dict:
+def _batch(examples: list[tuple[list[int], int]], pad_id: int,
+           answer_only: bool) -> dict[str, Any]:
     """Right-padded ids, attention mask, and labels with -100 on padding (and the query)."""
     import torch
 
@@ -207,7 +208,7 @@ def _batch(examples: list[tuple[list[int], int]], pad_id: int, answer_only: bool
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _loss_sum(model: Any, batch: dict, device: str, bf16: bool) -> tuple[Any, int]:
+def _loss_sum(model: Any, batch: dict[str, Any], device: str, bf16: bool) -> tuple[Any, int]:
     """Summed next-token cross-entropy over the labelled tokens, and their count."""
     import torch
     import torch.nn.functional as F
@@ -226,7 +227,8 @@ def _loss_sum(model: Any, batch: dict, device: str, bf16: bool) -> tuple[Any, in
 
 
 def evaluate(
-    model: Any, examples: list, cfg: Config, pad_id: int, device: str, bf16: bool
+    model: Any, examples: list[tuple[list[int], int]], cfg: Config, pad_id: int, device: str,
+    bf16: bool,
 ) -> float | None:
     """Mean loss per labelled token over ``examples``, in eval mode (None when empty)."""
     import torch
