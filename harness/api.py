@@ -39,7 +39,7 @@ from harness.tasks import spec
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.engines.contract import Backend
+    from harness.engines.contract import Backend, ModelInfo
     from harness.scoring.summary import Summary
     from harness.tools.finetune import Result
 
@@ -51,7 +51,7 @@ class Model:
         self.backend = backend
         self.name = name
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         """The model as run.json records it: name, fingerprint, type, device, dtype, ..."""
         return self.backend.describe()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.common import files
+from harness.engines.contract import ModelInfo
 from harness.errors import HarnessError
 
 KOGPT2_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")
@@ -33,7 +34,7 @@ class LoadedModel:
     dtype: str
     load_s: float
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         cfg = self.model.config
         return {
             "name": self.name,

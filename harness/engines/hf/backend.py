@@ -25,7 +25,14 @@ import sys
 from typing import Any
 
 from harness.engines import blocking
-from harness.engines.contract import Generation, LabelScore, Options, Parallel, finish
+from harness.engines.contract import (
+    Generation,
+    LabelScore,
+    ModelInfo,
+    Options,
+    Parallel,
+    finish,
+)
 from harness.engines.hf import conditions, prefill
 from harness.engines.hf.speedups import blocked_projection, fast_head, screen_top
 from harness.engines.models import LoadedModel
@@ -106,7 +113,7 @@ class HFBackend:
             "dtype": self.loaded.dtype,
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         return self.loaded.describe()
 
     def close(self) -> None:

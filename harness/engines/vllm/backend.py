@@ -33,7 +33,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.engines.contract import Generation, LabelScore, Options, Parallel, finish
+from harness.engines.contract import (
+    Generation,
+    LabelScore,
+    ModelInfo,
+    Options,
+    Parallel,
+    finish,
+)
 from harness.engines.sampling import WARPER_ARGS, row_keys
 from harness.errors import HarnessError
 from harness.tasks.decoding import Setting
@@ -84,7 +91,7 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, engine: Engine, tokenizer: Any, info: dict[str, Any],
+    def __init__(self, engine: Engine, tokenizer: Any, info: VLLMInfo,
                  eos_ids: set[int], parallel: Parallel) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
@@ -163,8 +170,8 @@ class VLLMBackend:
             "tensor_parallel": self.parallel.tensor,
         }
 
-    def describe(self) -> dict[str, Any]:
-        return dict(self.info)
+    def describe(self) -> VLLMInfo:
+        return self.info.copy()
 
     def close(self) -> None:
         self.engine.close()
@@ -561,7 +568,13 @@ def eos_ids(where: Path | str) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos])
 
 
-def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> dict[str, Any]:
+class VLLMInfo(ModelInfo):
+    """The model as run.json records it, with the version of vLLM that ran it."""
+
+    vllm: str
+
+
+def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> VLLMInfo:
     """The model as run.json records it, in the transformers backend's fields."""
     import vllm
 
@@ -571,7 +584,7 @@ def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> dic
     source = models.resolve(spec)
     fingerprint = (models.fingerprint_files(source) if source is not None
                    else f"hub:{spec}@{getattr(config.hf_config, '_commit_hash', None) or 'unknown'}")
-    info = {
+    info: VLLMInfo = {
         "name": spec,
         "fingerprint": fingerprint,
         "type": config.hf_config.model_type,
