@@ -156,6 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = done.plan.task.spec
     print(text(Summary(spec.kind, done.records, spec.labels, spec.metrics)))
+    if done.cached is not None:
+        print(f"{done.cached} of {done.plan.n_outputs} outputs from the result cache")
     print(f"report: {done.run_dir / 'index.html'}")
     return 0
 

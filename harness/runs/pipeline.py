@@ -308,16 +308,20 @@ def execute(
     cache: ResultCache | None = None,
     done: list[records.Record] | None = None,
     batches: list[list[runner.Request]] | None = None,
+    tally: runner.Tally | None = None,
 ) -> list[records.Record]:
     """Generate every output not in ``done`` into run_dir, then write the reports.
 
     run.json is written first, so an interrupted run can be resumed; outputs are
     appended to samples.jsonl a batch at a time. ``done`` holds whole batches (see
-    ``kept_records``); ``batches`` is ``runner.layout`` of the whole plan.
+    ``kept_records``); ``batches`` is ``runner.layout`` of the whole plan. run.json's
+    timings say how many outputs a resume kept and how many the result cache gave
+    (``tally`` counts them).
     """
     from tqdm.auto import tqdm
 
     done = done or []
+    tally = tally if tally is not None else runner.Tally()
     finished = {records.record_id(r) for r in done}
     batches = batches if batches is not None else runner.layout(plan.requests, backend)
     info = backend.describe()
@@ -331,7 +335,7 @@ def execute(
              dynamic_ncols=True) as bar,
     ):
         new = runner.run(plan.task.spec, plan.requests, backend, plan.options, samples,
-                         bar.update, cache, scope, finished, batches)
+                         bar.update, cache, scope, finished, batches, tally)
         if plan.likelihood:
             new += runner.rank(plan.task.spec, plan.prompts, backend, samples, bar.update,
                                done=finished)
@@ -341,6 +345,7 @@ def execute(
         "load_s": load_s,
         "generate_s": round(time.perf_counter() - started, 2),
         "resumed_outputs": len(done),
+        "cached_outputs": tally.cached,
     }
     run = run_metadata(plan, backend, timings)
     records.write_run(run_dir, run)
@@ -373,6 +378,7 @@ class Finished:
     plan: Plan
     run_dir: Path
     records: list[records.Record]
+    cached: int | None = None  # outputs the result cache gave; None: no cache was used
 
 
 class Interrupted(KeyboardInterrupt):
@@ -453,13 +459,14 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
             run_dir = new_run_dir(config.out, plan.task.spec.name)
             stack.enter_context(files.locked(run_dir, f"--out {run_dir}"))
             done, fresh = [], True
+        tally = runner.Tally()
         try:
-            made = execute(plan, backend, run_dir, cache, done, batches)
+            made = execute(plan, backend, run_dir, cache, done, batches, tally)
         except KeyboardInterrupt:
             raise Interrupted(run_dir) from None
         except BaseException as exc:
             raise _failed(config, plan, batches, run_dir, fresh, exc) from None
-    return Finished(plan, run_dir, made)
+    return Finished(plan, run_dir, made, tally.cached if cache is not None else None)
 
 
 def _rewrite_samples(run_dir: Path, kept: list[records.Record],
