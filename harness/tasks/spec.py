@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
 import os
 from collections.abc import Hashable, Iterator
@@ -23,6 +22,7 @@ from pydantic import (
 )
 
 from harness.common.files import MiB, read_regular
+from harness.common.hints import did_you_mean
 from harness.errors import HarnessError
 from harness.tasks.data import Item, check_items, read_table
 
@@ -171,8 +171,7 @@ class Task(_Strict):
         known = metric_names(kind)
         for name in metrics:
             if name not in known:
-                guess = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean {guess[0]!r}?" if guess else f"choose from {', '.join(known)}"
+                hint = did_you_mean(name, known, f"choose from {', '.join(known)}")
                 raise ValueError(f"{name!r} is not a metric of a {kind} task; {hint}")
         return metrics
 
@@ -398,9 +397,8 @@ def _explain(path: Path, exc: ValidationError, root: yaml.Node | None) -> str:
         where = f"{path}:{line}" if line else str(path)
         if error["type"] == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}"
-            guess = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
-            if guess:
-                message += f"; did you mean {guess[0]!r}?"
+            if hint := did_you_mean(str(loc[-1]), _fields_at(loc[:-1])):
+                message += f"; {hint}"
         elif error["type"] == "missing":
             message = "required field is missing"
         else:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.common import files
 from harness.common.version import __version__
 from harness.errors import HarnessError
 from harness.tasks import sandbox
@@ -404,10 +403,8 @@ def save(model: Any, tokenizer: Any, record: dict[str, Any], out: Path, force: b
     """
     from harness.tools.finetune_chart import loss_svg
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with files.new_folder(out, f"--out {out}: cannot write the model",
+                          existing="replace" if force else "fail") as partial:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         (partial / "finetune.json").write_text(
@@ -417,21 +414,5 @@ def save(model: Any, tokenizer: Any, record: dict[str, Any], out: Path, force: b
         (partial / "loss.svg").write_text(
             loss_svg(losses["train"], losses["validation"], losses["steps"]), encoding="utf-8"
         )
-        if out.exists():
-            if not force:
-                raise HarnessError(f"--out {out}: appeared while training; --force replaces it")
-            old = out.with_name(f"{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            try:
-                partial.rename(out)
-            except BaseException:
-                old.rename(out)  # put the previous model back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            partial.rename(out)
-    except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise HarnessError(f"--out {out}: cannot write the model ({exc})") from None
-        raise
+        if out.exists() and not force:
+            raise HarnessError(f"--out {out}: appeared while training; --force replaces it")

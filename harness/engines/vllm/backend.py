@@ -484,8 +484,6 @@ def engine_model(spec: str) -> Path | str:
 
 def _kogpt2_folder(folder: Path) -> Path:
     """The KoGPT-2 layout saved once as a transformers folder vLLM can load."""
-    import shutil
-
     from harness.engines import models
 
     fingerprint = models.fingerprint_files(folder)
@@ -493,15 +491,7 @@ def _kogpt2_folder(folder: Path) -> Path:
     if (saved / "config.json").exists():
         return saved
     model, tokenizer = models.load_kogpt2(folder)
-    partial = saved.with_name(f"{saved.name}.partial-{os.getpid()}")
-    try:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(saved)
-    except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if not (saved / "config.json").exists():
-            raise HarnessError(f"{saved}: cannot write the model for vLLM ({exc})") from None
+    models.save_once(model, tokenizer, saved, f"{saved}: cannot write the model for vLLM")
     return saved
 
 
