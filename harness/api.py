@@ -86,10 +86,12 @@ def load_model(
 class Run:
     """A finished run: its folder, run.json, and its outputs as records and DataFrames."""
 
-    def __init__(self, run_dir: Path, info: dict[str, Any], found: list[records.Record]) -> None:
+    def __init__(self, run_dir: Path, info: dict[str, Any], found: list[records.Record],
+                 summary: Summary | None = None) -> None:
         self.run_dir = run_dir
         self.info = info  # run.json
-        self.records = found  # the record contract (records.py), in the report's order
+        self.records = found  # the record contract (harness.records), in the report's order
+        self._summary = summary  # a run just made: the one its reports were written with
 
     @property
     def task(self) -> str:
@@ -109,6 +111,8 @@ class Run:
     def statistics(self) -> Summary:
         """Every number of the summary (intervals, tests of difference), as the report
         computes them: ``harness.scoring.summary.Summary``."""
+        if self._summary is not None:
+            return self._summary
         return report.summary_of(self.info, self.records)
 
     @cached_property
@@ -153,19 +157,14 @@ class Run:
 
 def _summary_html(summary: Summary) -> str:
     """The summary as an HTML table: each metric's value, interval and mark in one cell."""
-    shown = [m for m in summary.metrics if not m.count]
+    shown = tables.plain_metrics(summary)
     head = "".join(f"<th>{html.escape(name)}</th>"
                    for name in ["setting", "shots", *(m.name for m in shown)])
     body = []
     for row in summary.rows:
-        cells = [html.escape(str(row["setting"])), str(row["shots"])]
-        for m in shown:
-            interval = tables.fmt_interval(row.get(f"{m.name}_low"), row.get(f"{m.name}_high"),
-                                           m.name)
-            mark = tables.TERMINAL_MARKS[row.get(f"{m.name}_mark")]
-            cells.append(html.escape(f"{tables.fmt(row.get(m.name), m.name)} {interval} {mark}"
-                                     .rstrip()))
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        cells = [str(row["setting"]), str(row["shots"]),
+                 *(tables.plain_cell(row, m) for m in shown)]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
@@ -220,7 +219,8 @@ def run(
         print(f"harness: interrupted; finished outputs are kept in {stop.run_dir}; "
               f"resume=\"{stop.run_dir}\" finishes the run", file=sys.stderr)
         raise
-    return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records)
+    return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records,
+               finished.summary)
 
 
 def load_task(task: str | Path | Mapping[str, Any]) -> spec.LoadedTask:

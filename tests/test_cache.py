@@ -122,7 +122,8 @@ def test_a_cache_filled_by_another_harness_version_is_not_read(
 def cached_outputs(out: Path) -> int:
     """What run.json says the result cache gave."""
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["timings"]["cached_outputs"]
+    run_json = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    return run_json["timings"]["cached_outputs"]
 
 
 def test_a_run_says_how_many_outputs_came_from_the_cache(

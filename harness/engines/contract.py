@@ -2,7 +2,7 @@
 
 A backend turns the prompts of one decoding setting into generations, ranks labels by
 log-probability, counts tokens and says how many prompts fit in a batch. Two implement
-it: transformers (``hf.backend.HFBackend``) and vLLM (``vllm.backend.VLLMBackend``); tests
+it: transformers (``engines.hf.backend.HFBackend``) and vLLM (``engines.vllm.backend``); tests
 put a fake in their place. The registry has mypy check both against ``Backend`` and
 ``Engine`` (tests/test_types.py runs it), so a missing or mistyped method fails the tests.
 Nothing here imports torch.

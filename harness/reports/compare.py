@@ -18,17 +18,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from harness.reports import charts
 from harness.common import files
-from harness.scoring import metrics
-from harness.reports import report
-from harness.scoring import stats
-from harness.reports import tables
 from harness.errors import HarnessError
-from harness.records import load_run
+from harness.records import Record, load_run
+from harness.reports import charts, report, tables
+from harness.scoring import metrics, stats
 from harness.scoring.summary import Summary, paired
 
-Record = dict[str, Any]
 Key = tuple[str, int]  # (setting, shots)
 
 
@@ -214,7 +210,7 @@ def render(runs: list[Run], keys: list[Key], columns: list[str],
     first = runs[0]
     kind = first.kind
     rows, items = differing_items(runs)
-    marks = kind in ("classification", "qa")
+    marks = kind in metrics.RIGHT_OR_WRONG
     main = columns[0]
     groups = [f"{s} {k}-shot" for s, k in keys]
     chart = charts.grouped_bars(

@@ -187,20 +187,9 @@ class HFBackend:
         # a setting's own max_new_tokens wins over the task's
         args = {"max_new_tokens": options.max_new_tokens, **setting.args}
         inputs, cache = self._inputs(prompts, setting.rows_per_prompt, args["max_new_tokens"])
-        processors: list[Any] = []
-        repeat = 1
         # tokens a row the screen keeps exact
         top = screen_top(args) if self.speedups.screen else None
-        if setting.sampled and not _beam_sampling(setting):
-            # The harness draws (keyed by each prompt's seed); transformers then decodes
-            # greedily, on prompts repeated once per returned sequence.
-            keys = row_keys([_seed(s) for s in seeds], setting.sequences)
-            if self.speedups.sampler and fast_sampling_applies(args):
-                processors.append(Sampler(args, keys))
-            else:
-                processors += [*warpers(args), KeyedDraw(keys)]
-            repeat = setting.sequences
-            args = {k: v for k, v in args.items() if k not in _DRAW_ARGS}
+        processors, repeat, args = self._draw(args, setting, seeds)
         eos = self.model.generation_config.eos_token_id
         config = GenerationConfig(
             pad_token_id=tok.pad_token_id,
@@ -241,6 +230,25 @@ class HFBackend:
         rows = [self._one(new[i], logprobs[i], options) for i in range(new.shape[0])]
         n = setting.sequences
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _draw(self, args: dict[str, Any], setting: Setting, seeds: list[int | None],
+              ) -> tuple[list[Any], int, dict[str, Any]]:
+        """How a setting samples: the processors that draw, how many times each prompt is
+        repeated, and the generate() arguments left to transformers.
+
+        For a sampled setting (not beam sampling) the harness draws, keyed by each
+        prompt's seed, and transformers then decodes greedily, on prompts repeated once
+        per returned sequence; any other setting is transformers' own.
+        """
+        if not setting.sampled or _beam_sampling(setting):
+            return [], 1, args
+        keys = row_keys([_seed(s) for s in seeds], setting.sequences)
+        if self.speedups.sampler and fast_sampling_applies(args):
+            processors: list[Any] = [Sampler(args, keys)]
+        else:
+            processors = [*warpers(args), KeyedDraw(keys)]
+        kept = {k: v for k, v in args.items() if k not in _DRAW_ARGS}
+        return processors, setting.sequences, kept
 
     def _head(self, top: int | None) -> Any:
         """The output projection's speed-ups, on the fast path only."""
