@@ -60,7 +60,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def vllm_tiny(hf_model_dir: Path):
     """One engine on the tiny model for the whole session."""
-    backend = vllm_backend.VLLMBackend.open(str(hf_model_dir), "cpu")
+    backend = vllm_backend.VLLMBackend.open(str(hf_model_dir), device="cpu")
     yield backend
     backend.close()
 
@@ -259,7 +259,7 @@ def test_the_default_model_gives_the_same_on_both_backends(real_harness_cache):
         "질문: 일주일은 며칠인가요?\n답:",
     ]
     options = Options(max_new_tokens=8, stop=("\n",))
-    ours_backend = vllm_backend.VLLMBackend.open("default", "cpu")
+    ours_backend = vllm_backend.VLLMBackend.open("default", device="cpu")
     try:
         theirs_backend = HFBackend(load_model("default", "cpu"))
         for name in ("greedy", "beam", "top_p"):
