@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from functools import cached_property
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -170,7 +170,7 @@ def _summary_html(summary: Summary) -> str:
 
 def load(run_dir: str | Path) -> Run:
     """The ``Run`` of a finished run folder, read from its files without a model."""
-    run_dir = Path(run_dir)
+    run_dir = _path("run_dir", run_dir)
     info, found = records.load_run(run_dir)
     return Run(run_dir, info, found)
 
@@ -208,10 +208,12 @@ def run(
         overrides=pipeline.Overrides(
             shots=_numbers("shots", shots), presets=_names("presets", presets),
             seeds=_numbers("seed", seed), limit=limit,
-            model=None if given is not None or model is None else str(model),
+            model=given.name if given is not None else None if model is None else str(model),
+            # a Model's own tokenizer lays out chat turns, not the task's model field's
+            tokenizer=getattr(given.backend, "tokenizer", None) if given is not None else None,
         ),
-        backend=backend, device=device, fast=not plain, out=Path(out),
-        resume=_resume(resume), cache=cache,
+        backend=backend, device=device, fast=not plain, out=_path("out", out),
+        resume=_resume(resume), cache=cache, python=True,
     )
     try:
         finished = pipeline.run(config, backend=given.backend if given is not None else None)
@@ -249,12 +251,16 @@ def fine_tune(data: str | Path, out: str | Path, *, model: str | Path | Model = 
     the command, with underscores: epochs, lr, batch_size, question_column, force, ..."""
     from harness.tools import finetune
 
-    known = sorted({f.name for f in fields(finetune.Config)} - {"data", "out", "model"})
+    kinds = {f.name: str(f.type) for f in fields(finetune.Config)}
+    known = sorted(set(kinds) - {"data", "out", "model"})
     for name in options:
         if name not in known:
             raise HarnessError(f"fine_tune: unknown option {name!r}; use {', '.join(known)}")
-    name = model.name if isinstance(model, Model) else str(model)
-    return finetune.finetune(finetune.Config(data=Path(data), out=Path(out), model=name, **options))
+    checked = {name: _option(name, kinds[name], value) for name, value in options.items()}
+    name = model.name if isinstance(model, Model) else str(_path("model", model, "a model's name"))
+    return finetune.finetune(finetune.Config(
+        data=_path("data", data, "a data file's path"), out=_path("out", out), model=name,
+        **checked))
 
 
 def _is_frame(value: Any) -> bool:
@@ -296,4 +302,29 @@ def _resume(value: bool | str | Path) -> Path | None:
         return pipeline.LATEST
     if value is False or value is None:
         return None
-    return Path(value)
+    return _path("resume", value, "True or a run folder")
+
+
+def _path(option: str, value: Any, expected: str = "a folder's path") -> Path:
+    """A path option (a str or a Path), or a one-line HarnessError naming the option."""
+    if isinstance(value, str | Path) and str(value):
+        return Path(value)
+    raise HarnessError(f"{option}: expected {expected}, got {value!r}")
+
+
+# fine_tune's options by the type finetune.Config declares for them
+_OPTION_TYPES: dict[str, tuple[type[Any], ...]] = {
+    "int": (Integral,), "float": (Real,), "bool": (bool,), "str": (str,),
+}
+
+
+def _option(name: str, kind: str, value: Any) -> Any:
+    """One fine_tune option checked against its declared type (numpy's numbers too), so
+    that epochs="3" is one line, not a TypeError from inside the training loop."""
+    wanted = _OPTION_TYPES.get(kind)
+    if wanted is None:
+        return value
+    if not isinstance(value, wanted) or (isinstance(value, bool) and kind != "bool"):
+        article = "an" if kind == "int" else "a"
+        raise HarnessError(f"fine_tune: {name} expected {article} {kind}, got {value!r}")
+    return int(value) if kind == "int" else float(value) if kind == "float" else value

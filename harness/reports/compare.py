@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -78,14 +79,63 @@ def load_runs(folders: list[Path]) -> list[Run]:
                 f"{first.task.get('name')} ({first.kind}), {other.folder} is "
                 f"{other.task.get('name')} ({other.kind}); compare runs of one task"
             )
+    for line in pair_by_content(runs):
+        print(line, file=sys.stderr)
     common = set.intersection(*({r["item"] for r in run.records} for run in runs))
     if not common:
-        raise HarnessError("compare: the runs have no item in common")
+        raise HarnessError("compare: the runs have no item in common (by content: the "
+                           "items' fields and references differ)")
     kept = [r for run in runs for r in run.records if r["item"] in common]
     labels = metrics.scope_of(first.kind, kept, first.task.get("labels")).labels
     for run in runs:
         run.keep_items(common, labels)
     return runs
+
+
+def pair_by_content(runs: list[Run]) -> list[str]:
+    """Number every run's items as the first run numbers the same item, found by content
+    (run.json's ``item_digests``: the item's fields and references), so that a data file
+    changed between two runs (rows reordered, added or edited) pairs like with like.
+    Items with no match keep numbers of their own (past the first run's), and are left
+    out as any item not in every run is. The lines to print: how many matched, and why
+    any did not. Runs written before item digests are paired by position, as said."""
+    recorded = [run.run.get("item_digests") for run in runs]
+    digests = [d for d in recorded if isinstance(d, list)]
+    if len(digests) < len(runs):
+        old = [str(run.folder) for run, d in zip(runs, recorded) if not isinstance(d, list)]
+        return [f"note: compare: {', '.join(old)} records no item digests (an older run), so "
+                "items are paired by position, not by content"]
+    numbered: dict[tuple[str, int], int] = {}  # (digest, its nth copy) -> item number
+    for item, key in enumerate(_occurrences(digests[0])):
+        numbered[key] = item
+    spare = len(digests[0])
+    lines = []
+    for run, found in zip(runs[1:], digests[1:]):
+        renumber: dict[int, int] = {}
+        for item, key in enumerate(_occurrences(found)):
+            if key in numbered:
+                renumber[item] = numbered[key]
+            else:
+                renumber[item], spare = spare, spare + 1
+        run.records = [{**r, "item": renumber.get(r["item"], -1 - r["item"])}
+                       for r in run.records]
+        matched = sum(1 for n in renumber.values() if n < len(digests[0]))
+        lines.append(f"compare: {matched} of {run.letter}'s {len(found)} items match one of "
+                     f"A's {len(digests[0])} by content")
+        if matched < max(len(found), len(digests[0])):
+            lines.append(f"note: compare: items whose fields or references differ between A "
+                         f"and {run.letter} are left out ({run.folder})")
+    return lines
+
+
+def _occurrences(digests: list[str]) -> list[tuple[str, int]]:
+    """Each digest with its copy number, so that two equal items pair with two."""
+    seen: dict[str, int] = defaultdict(int)
+    keys = []
+    for digest in digests:
+        keys.append((digest, seen[digest]))
+        seen[digest] += 1
+    return keys
 
 
 def compare(folders: list[Path], out: Path | None = None) -> Path:
@@ -150,7 +200,8 @@ def _change(base: Run, other: Run, key: Key, metric: metrics.Metric) -> stats.Di
     if a is None or b is None or key not in a.cells or key not in b.cells:
         return None
     found = paired(metric, a.scope, a.cells[key], b.cells[key])
-    return None if found.items == 0 else found
+    # no change to report (not "nan with p = 1.0") when there is no value to compare
+    return None if found.items == 0 or math.isnan(found.diff) else found
 
 
 def mark(metric: metrics.Metric, difference: stats.Difference, p_holm: float) -> str:
@@ -250,7 +301,7 @@ def write_csv(path: Path, runs: list[Run], keys: list[Key], columns: list[str],
         change = f"{r.letter}-{base}"
         header += [change, f"{change} low", f"{change} high", f"{change} p",
                    f"{change} p Holm", f"{change} test"]
-    blank = lambda v: "" if v is None else v
+    blank = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)

@@ -33,7 +33,7 @@ from harness.runs.cache import scope as cache_scope
 from harness.scoring.summary import Summary
 from harness.tasks import chat, context
 from harness.tasks.decoding import Setting, expand
-from harness.tasks.prompts import Prompt, build_prompts
+from harness.tasks.prompts import Prompt, build_prompts, item_digest
 from harness.tasks.spec import LoadedTask, load_task, seed_problem, shots_problem
 
 
@@ -47,6 +47,7 @@ class Overrides:
     limit: int | None = None
     model: str | None = None
     chat: str | None = None  # none, turns or single (--chat)
+    tokenizer: Any = None  # a loaded model's, for its chat template (else --model's is read)
 
 
 @dataclass
@@ -127,7 +128,8 @@ def prepare(task: str | Path | LoadedTask, overrides: Overrides | None = None) -
     if mode != "none":
         from harness.engines.models import load_tokenizer
 
-        prompts = chat.templated(task, prompts, mode, load_tokenizer(model), model, shots)
+        tokenizer = overrides.tokenizer if overrides.tokenizer is not None else load_tokenizer(model)
+        prompts = chat.templated(task, prompts, mode, tokenizer, model, shots)
     requests = runner.plan(prompts, settings, seeds)
     return Plan(task, prompts, settings, seeds, requests, options, model, mode)
 
@@ -214,6 +216,8 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "task": plan.task.spec.model_dump(mode="json"),
         "shots": sorted({p.shots for p in plan.prompts}),
         "items": len({p.item for p in plan.prompts}),
+        # each item's content (fields and references): compare pairs runs' items by it
+        "item_digests": item_digests(plan),
         "settings": [{"name": s.name, "args": s.args} for s in plan.settings]
         + ([{"name": LIKELIHOOD, "args": {"scoring": "likelihood"}}]
            if plan.likelihood else []),
@@ -238,6 +242,12 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "n_outputs": plan.n_outputs,
         "plan_id": plan_id(plan),
     }
+
+
+def item_digests(plan: Plan) -> list[str]:
+    """``prompts.item_digest`` of each item the plan asks about, in item order."""
+    references = {p.item: p.references for p in plan.prompts}
+    return [item_digest(plan.task.items[i], references[i]) for i in sorted(references)]
 
 
 def plan_id(plan: Plan) -> str:
@@ -378,6 +388,7 @@ class RunConfig:
     out: Path = Path("reports")
     resume: Path | None = None  # a run folder, or LATEST
     cache: bool = True
+    python: bool = False  # called from Python (harness.run): errors say how to resume there
 
 
 @dataclass
@@ -550,7 +561,8 @@ def _failed(config: RunConfig, plan: Plan, batches: list[list[runner.Request]], 
             return HarnessError(f"--out {run_dir.parent}: cannot write the run there "
                                 f"({files.reason(exc)}); nothing was kept")
         return exc
-    resume = f"harness run {config.task} --resume {run_dir}"
+    resume = (f'harness.run(task, resume="{run_dir}")' if config.python
+              else f"harness run {config.task} --resume {run_dir}")
     if isinstance(exc, HarnessError):
         return HarnessError(f"{exc} (the {len(kept)} outputs finished so far are kept in "
                             f"{run_dir}; {resume} finishes the run)")

@@ -112,7 +112,9 @@ class Metric:
         if self.stats is not None:
             return self.stats(records, scope)
         values = [self._field(r, scope) for r in records]
-        return np.array([[v, 1.0] if v is not None else [0.0, 0.0] for v in values],
+        # an output without a score (None), or whose score is NaN (one NaN log-probability
+        # from the model), is left out of the mean rather than blanking it
+        return np.array([[v, 1.0] if v is not None and v == v else [0.0, 0.0] for v in values],
                         dtype=float).reshape(len(values), 2)
 
     def _field(self, record: Mapping[str, Any], scope: Scope) -> float | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from typing import Any
 
 from harness.engines import blocking
@@ -99,6 +100,11 @@ class HFBackend:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self._stop_matchers: dict[str, Any] = {}
+        # One model, one caller at a time: generation hooks the model (the log-probability
+        # recorder, the output projection's speed-ups) and the Rust tokenizer refuses a
+        # second borrower, so two threads running tasks on one loaded model (the Python
+        # API) take turns a batch at a time; each batch is then what it is alone.
+        self._turn = threading.RLock()
 
     def identity(self) -> dict[str, Any]:
         """What besides the request decides an output: the speed-ups that apply to this
@@ -120,7 +126,8 @@ class HFBackend:
         pass  # the model is freed with the backend; nothing runs in the background
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in prompt_ids(self.tokenizer, texts)]
+        with self._turn:
+            return [len(ids) for ids in prompt_ids(self.tokenizer, texts)]
 
     def batch_rows(self, setting: Setting) -> int:
         """Prompts per batch: ``rows`` counts every beam and returned sequence (each
@@ -134,13 +141,20 @@ class HFBackend:
         """Each label's log-probability after each prompt (``scoring: likelihood``)."""
         from harness.engines.hf.likelihood import rank_labels
 
-        return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows,
-                           reuse_prompt=self.speedups.repeat_cache)
+        with self._turn:
+            return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows,
+                               reuse_prompt=self.speedups.repeat_cache)
 
     def generate(
         self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
     ) -> list[list[Generation]]:
         """Generate for a batch; on running out of GPU memory, halve it and go on smaller."""
+        with self._turn:
+            return self._generate_halving(prompts, setting, seeds, options)
+
+    def _generate_halving(
+        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
+    ) -> list[list[Generation]]:
         import torch
 
         try:
@@ -167,6 +181,11 @@ class HFBackend:
         itself). ``room``: the most tokens to be generated."""
         tok = self.tokenizer
         ids = prompt_ids(tok, prompts)
+        if not all(ids):
+            raise HarnessError(
+                "a prompt gives the model no tokens to continue (it is empty, or the "
+                "tokenizer drops all of it); check prompt.query and the items' columns"
+            )
         fits = self.speedups
         if fits.prefill and (repeat == 1 or fits.repeat_cache):
             inside = fits.inside_fits(max(len(row) for row in ids), room)
