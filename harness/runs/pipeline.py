@@ -353,7 +353,7 @@ def executed(
              dynamic_ncols=True) as bar,
     ):
         new = runner.run(plan.task.spec, plan.requests, backend, plan.options, samples,
-                         bar.update, cache, scope, finished, batches, tally)
+                         bar.update, cache, scope, finished, batches, tally=tally)
         if plan.likelihood:
             new += runner.rank(plan.task.spec, plan.prompts, backend, samples, bar.update,
                                done=finished)
