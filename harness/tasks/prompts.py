@@ -29,6 +29,7 @@ class Prompt:
     text: str
     references: list[str]  # the target first, then accepted aliases
     examples: list[int]  # indices into the few-shot pool (or the data) of the shots
+    choices: tuple[str, ...] = ()  # multiple_choice: the item's own choices, in order
 
 
 class Templates:
@@ -44,6 +45,8 @@ class Templates:
             "prompt.query": spec.prompt.query,
             "target": spec.target,
             "aliases": spec.aliases,
+            # an expression, rendered as JSON so that a list comes back as a list
+            "choices": "{{ (" + spec.choices + ") | tojson }}" if spec.choices else None,
         }
         self.compiled: dict[str, sandbox.Compiled] = {}
         self.variables: dict[str, frozenset[str]] = {}
@@ -78,10 +81,25 @@ class Templates:
     def render(self, name: str, row: Item | None = None) -> str:
         return sandbox.render(self.compiled[name], row or {}, f"{self.task.path}: {name}")
 
-    def references(self, row: Item) -> list[str]:
+    def choices(self, row: Item, number: int) -> tuple[str, ...]:
+        """A multiple_choice item's choices (item ``number`` from 1, for messages)."""
+        if "choices" not in self.compiled:
+            return ()
+        rendered = json.loads(self.render("choices", row))
+        if isinstance(rendered, str) or not isinstance(rendered, list) or not rendered or any(
+                isinstance(c, (dict, list)) or c is None for c in rendered):
+            raise HarnessError(
+                f"{self.task.path}: choices gives {str(rendered)[:80]!r} for data item "
+                f"{number}; it should give a list of texts, e.g. [ending_1, ending_2]"
+            )
+        return tuple(str(c) for c in rendered)
+
+    def references(self, row: Item, choices: tuple[str, ...] = (), number: int = 0) -> list[str]:
         if "target" not in self.compiled:
             return []
         refs = [self.render("target", row).strip()]
+        if choices:
+            return [gold_choice(refs[0], choices, f"{self.task.path}: data item {number}")]
         if "aliases" in self.compiled:
             aliases = (a.strip() for a in self.render("aliases", row).split("|"))
             refs += [a for a in aliases if a and a not in refs]
@@ -110,7 +128,8 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
                 f"leaves {len(order)} others; shots asks for {need}"
             )
         query = templates.render("prompt.query", item)
-        references = templates.references(item)
+        choices = templates.choices(item, index + 1)
+        references = templates.references(item, choices, index + 1)
         for j in order:
             if j not in shown:
                 shown[j] = templates.render("prompt.example", pool[j])
@@ -120,8 +139,21 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
             blocks += [shown[j] for j in chosen]
             blocks.append(query)
             text = spec.prompt.separator.join(blocks)
-            prompts.append(Prompt(index, k, text, references, chosen))
+            prompts.append(Prompt(index, k, text, references, chosen, choices))
     return prompts
+
+
+def gold_choice(target: str, choices: tuple[str, ...], where: str) -> str:
+    """The right choice's text from what ``target`` renders: a choice's own text, else
+    its index from 0 (as lm-evaluation-harness reads ``doc_to_target``)."""
+    if target in choices:
+        return target
+    if target.isdigit() and int(target) < len(choices):
+        return choices[int(target)]
+    raise HarnessError(
+        f"{where}: target gives {target!r}, which is neither one of its choices "
+        f"{list(choices)} nor an index from 0 to {len(choices) - 1}"
+    )
 
 
 class Examples:
