@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import gc
+import importlib.util
 import os
 from collections.abc import Hashable, Iterator
 from pathlib import Path
@@ -197,6 +198,9 @@ class Task(_Strict):
                 guess = difflib.get_close_matches(name, known, n=1)
                 hint = f"did you mean {guess[0]!r}?" if guess else f"choose from {', '.join(known)}"
                 raise ValueError(f"{name!r} is not a metric of a {kind} task; {hint}")
+            if name.endswith("_morph") and importlib.util.find_spec("kiwipiepy") is None:
+                raise ValueError(f"{name} splits morphemes with Kiwi, which is not installed: "
+                                 "pip install kiwipiepy (or pip install 'harness[ko]')")
         return metrics
 
     @field_validator("scoring")
