@@ -67,12 +67,28 @@ def _path_or_items(value: Any, handler: Any) -> Any:
         return handler(value)
     except ValidationError:
         if isinstance(value, dict):  # the mapping form: say what is wrong inside it
-            raise
+            try:
+                return DataSource.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(_source_problem(exc)) from None
         raise ValueError(
             "expected a CSV, TSV, JSONL, Excel (.xlsx) or Parquet path, a datasets folder, "
             "a list of mappings (column: value), or a mapping naming a Hub dataset "
             "(dataset, config, split, revision)"
         ) from None
+
+
+def _source_problem(exc: ValidationError) -> str:
+    """The first mistake in a mapping-form data or fewshot, as one phrase."""
+    error = exc.errors()[0]
+    if error["type"] == "extra_forbidden":
+        key = str(error["loc"][-1])
+        guess = difflib.get_close_matches(key, list(DataSource.model_fields), n=1)
+        return f"unknown key {key!r}" + (f"; did you mean {guess[0]!r}?" if guess else
+                                          f"; use {', '.join(DataSource.model_fields)}")
+    where = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 Source = Annotated[str | list[dict[str, Any]] | DataSource, WrapValidator(_path_or_items)]
