@@ -10,6 +10,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
+from harness.scoring.textscores import nfkc
 from harness.tasks import sandbox
 from harness.tasks.data import Item
 from harness.tasks.spec import LoadedTask
@@ -148,6 +149,9 @@ def gold_choice(target: str, choices: tuple[str, ...], where: str) -> str:
     its index from 0 (as lm-evaluation-harness reads ``doc_to_target``)."""
     if target in choices:
         return target
+    same = [c for c in choices if nfkc(c) == nfkc(target)]  # NFD Hangul is the same text
+    if same:
+        return same[0]
     if target.isdigit() and int(target) < len(choices):
         return choices[int(target)]
     raise HarnessError(
@@ -245,7 +249,8 @@ def _check_labels(task: LoadedTask, templates: Templates) -> None:
     for rows, which in ((task.items, "data"), (task.pool or [], "few-shot pool")):
         for number, row in enumerate(rows, start=1):
             reference = templates.references(row)[0] if which == "data" else None
-            if reference is not None and reference not in labels:
+            # compared after NFKC: Hangul typed decomposed (NFD) is the same label
+            if reference is not None and nfkc(reference) not in {nfkc(x) for x in labels}:
                 raise HarnessError(
                     f"{task.path}: {which} item {number} has the answer {reference!r}, "
                     f"which is not one of labels {labels}"
