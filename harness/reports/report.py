@@ -20,13 +20,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from harness.reports import charts
 from harness.common import files
-from harness.scoring import labels
-from harness.scoring import metrics
-from harness.scoring import stats
-from harness.reports import tables
 from harness.records import Record
+from harness.reports import charts, tables
+from harness.scoring import labels, metrics, stats
 
 # report.summarize: the summary rows that summary.csv, the page and the API share
 from harness.scoring.summary import Summary, summarize  # noqa: F401
