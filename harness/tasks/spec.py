@@ -25,10 +25,10 @@ from pydantic import (
 
 from harness.common.files import MiB, read_regular
 from harness.errors import HarnessError
+from harness.scoring.kinds import Kind
 from harness.tasks.data import Item, check_items, read_table
 from harness.tasks.hub import DataSource
 
-Kind = Literal["classification", "multiple_choice", "qa", "translation", "generation"]
 # sacrebleu's tokenizers a task may choose for bleu (ko-mecab needs sacrebleu[ko])
 BleuTokenize = Literal["13a", "intl", "char", "ko-mecab", "zh", "ja-mecab", "flores200", "none"]
 
