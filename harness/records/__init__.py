@@ -99,7 +99,7 @@ def scored(task: Task, record: Record) -> Record:
     choices, logprobs = metrics.ranking_of(record)
     return cast(Record, kept | metrics.score_sample(
         task.kind, record["output"], record["references"], task.labels, choices=choices,
-        logprobs=logprobs, answer_format=task.answer_format))
+        logprobs=logprobs, answer_format=getattr(task, "answer_format", "text")))
 
 
 def record_id(record: Record) -> RequestId:
