@@ -113,3 +113,15 @@ def test_kobest_copa_runs_from_a_datasets_folder(mirror: Path, tmp_path: Path, c
     assert "macro_f1" in row and "acc_norm" in row
     page = (run_dir / "index.html").read_text(encoding="utf-8")
     assert "1. 그는 넘어졌다." in page  # the choices with their log-probabilities
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.stem)
+def test_each_benchmark_meets_the_shipped_schema(path: Path) -> None:
+    import jsonschema
+    import yaml
+
+    from harness.tasks.schema import SHIPPED_SCHEMA
+
+    schema = json.loads(SHIPPED_SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator(schema).validate(
+        yaml.safe_load(path.read_text(encoding="utf-8")))
