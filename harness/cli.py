@@ -275,7 +275,7 @@ def _add_chat(parser: argparse.ArgumentParser) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.scoring.metrics import KINDS, METRICS
     from harness.tasks.decoding import PRESETS
-    from harness.tasks.spec import load_task
+    from harness.tasks.spec import load_spec, load_task
 
     print("tasks:")
     for path in sorted(TASKS_DIR.glob("*.yaml")):
@@ -284,6 +284,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {path.name:<20} {spec.kind:<15} {spec.description}")
         except HarnessError as exc:
             print(f"  {path.name:<20} (invalid: {exc})")
+    # benchmarks read Hub data: named here from their files alone, no download
+    benchmarks = sorted((TASKS_DIR / "benchmarks").glob("*.yaml"))
+    if benchmarks:
+        print("benchmarks (tasks/benchmarks/, data from the Hugging Face Hub):")
+    for path in benchmarks:
+        try:
+            spec = load_spec(path)
+            print(f"  {path.name:<32} {spec.kind:<15} {spec.description}")
+        except HarnessError as exc:
+            print(f"  {path.name:<32} (invalid: {exc})")
     print("presets:")
     for name, args_ in PRESETS.items():
         shown = ", ".join(f"{k}={v}" for k, v in args_.items()) or "(transformers' defaults)"

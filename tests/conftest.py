@@ -273,6 +273,13 @@ class FakeBackend:
         return [[LabelScore(label, self.label_logprob(prompt, label), 1) for label in labels]
                 for prompt in prompts]
 
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]) -> list[list[Any]]:
+        from harness.engines.contract import LabelScore
+
+        self.ranked.append((list(prompts), [list(c) for c in choices]))
+        return [[LabelScore(choice, self.label_logprob(prompt, choice), 1) for choice in own]
+                for prompt, own in zip(prompts, choices, strict=True)]
+
     def generate(self, prompts: list[str], setting: Any, seeds: list[int | None], options: Any):
         from harness.engines.contract import Generation
 

@@ -138,6 +138,11 @@ class Backend(Engine, Protocol):
         """Each label's log-probability after each prompt, in the labels' order."""
         ...
 
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """As ``rank_labels``, each prompt with its own choices (multiple choice)."""
+        ...
+
     def close(self) -> None:
         """Let go of the engine (processes, memory); the backend is not used after."""
         ...

@@ -139,8 +139,9 @@ def fit_to_context(plan: Plan, count: context.Count, limit: int | None) -> Plan:
     tokens: refused, or cut from the left where the task says ``too_long: cut_left``."""
     room = max([s.args.get("max_new_tokens", plan.options.max_new_tokens)
                 for s in plan.settings], default=0)
-    if plan.likelihood:  # the longest label follows the prompt
-        room = max(room, max(count([f" {label}" for label in plan.task.spec.labels or []])))
+    if plan.likelihood:  # the longest label (or choice) follows the prompt
+        follow = set(plan.task.spec.labels or []) | {c for p in plan.prompts for c in p.choices}
+        room = max(room, max(count([f" {label}" for label in sorted(follow)]), default=0))
     prompts, cuts = context.fit(plan.prompts, count, limit, room,
                                 plan.task.spec.too_long == "cut_left", str(plan.task.path),
                                 chat=plan.chat != "none")
@@ -214,6 +215,7 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "task_path": str(plan.task.path),
         "task": plan.task.spec.model_dump(mode="json"),
+        "data": plan.task.sources,  # a Hub dataset's name, revision and fingerprint
         "shots": sorted({p.shots for p in plan.prompts}),
         "items": len({p.item for p in plan.prompts}),
         # each item's content (fields and references): compare pairs runs' items by it
@@ -254,11 +256,13 @@ def plan_id(plan: Plan) -> str:
     """A digest of everything that decides a run's requests (not the model)."""
     content = {
         "task": plan.task.spec.model_dump(mode="json"),
-        "prompts": [[p.item, p.shots, p.text] for p in plan.prompts],
+        "prompts": [[p.item, p.shots, p.text, *p.choices] for p in plan.prompts],
         "settings": [[s.name, s.args] for s in plan.settings],
         "seeds": plan.seeds,
         "options": [plan.options.max_new_tokens, plan.options.stop, plan.options.bad_words],
     }
+    if plan.task.sources:  # a Hub dataset's name, revision and fingerprint
+        content["data"] = plan.task.sources
     text = json.dumps(content, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -367,7 +371,10 @@ def executed(
     }
     run = run_metadata(plan, backend, timings)
     records.write_run(run_dir, run)
-    return made, report.write_all(run_dir, run, made)
+    summary = report.write_all(run_dir, run, made)
+    if summary.signatures:  # how each corpus metric was computed, to reproduce it
+        records.write_run(run_dir, run | {"signatures": summary.signatures})
+    return made, summary
 
 
 # ---------------------------------------------------------------- harness run, whole

@@ -162,14 +162,18 @@ def rank(
     done: set[records.RequestId] | None = None,
 ) -> list[Record]:
     """Label ranking (``scoring: likelihood``): one record per prompt, whose answer is
-    the label the model finds most likely after it. ``prompts`` is the whole plan's; a
+    the label (multiple_choice: the item's choice) the model finds most likely after it. ``prompts`` is the whole plan's; a
     chunk whose prompts are all in ``done`` is skipped, any other is ranked whole."""
     done = done or set()
     made = []
     for part in rank_chunks(prompts, chunk):
         if all(ranked_id(p) in done for p in part):
             continue
-        rankings = backend.rank_labels([p.text for p in part], list(task.labels or []))
+        if task.kind == "multiple_choice":  # each item its own choices
+            rankings = backend.rank_choices([p.text for p in part],
+                                            [list(p.choices) for p in part])
+        else:
+            rankings = backend.rank_labels([p.text for p in part], list(task.labels or []))
         new = [records.ranked(task, p, scores) for p, scores in zip(part, rankings, strict=True)
                if ranked_id(p) not in done]
         made += new

@@ -330,6 +330,10 @@ def new_task(name: str, data: Path, kind: str = "classification", out: Path | No
 
     if kind not in KINDS:
         raise HarnessError(f"--kind {kind}: use one of {', '.join(KINDS)}")
+    if kind not in INPUT_NAMES:  # a starter cannot guess an item's choices
+        raise HarnessError(f"--kind {kind}: harness new writes {', '.join(INPUT_NAMES)} "
+                           "tasks; start a multiple_choice task from "
+                           "tasks/benchmarks/kobest_copa.yaml")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name):
         raise HarnessError(
             f"{name!r}: a task name is letters, digits, - and _ (it names the report folder)"

@@ -145,6 +145,14 @@ class HFBackend:
             return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows,
                                reuse_prompt=self.speedups.repeat_cache)
 
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """Each prompt's own choices ranked (multiple choice)."""
+        from harness.engines.hf.likelihood import rank_choices
+
+        return rank_choices(self.model, self.tokenizer, prompts, choices, self.rows,
+                            reuse_prompt=self.speedups.repeat_cache)
+
     def generate(
         self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
     ) -> list[list[Generation]]:

@@ -197,27 +197,27 @@ class VLLMBackend:
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
         """Each label's log-probability after each prompt, from the log-probabilities vLLM
         gives a prompt's own tokens (the pairs tokenized as ``tokens.encode`` does)."""
+        return self.rank_choices(prompts, [labels] * len(prompts))
+
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """``rank_labels`` with each prompt's own choices (multiple choice)."""
         from vllm import SamplingParams
 
-        from harness.engines.tokens import encode
+        from harness.engines.tokens import encode_each
 
-        encoded = encode(self.tokenizer, prompts, labels)
+        encoded = encode_each(self.tokenizer, prompts, choices)
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
                                 detokenize=False, output_kind=_final())
         pairs = [pair for per_prompt in encoded for pair in per_prompt]
         outputs = self.engine.many([(context + tail, params) for context, tail in pairs])
-        sums = []
-        for (context, tail), output in zip(pairs, outputs, strict=True):
-            whole = context + tail
-            sums.append(sum(
-                output.prompt_logprobs[i][whole[i]].logprob
-                for i in range(len(context), len(whole))
-            ))
-        return [
-            [LabelScore(label, sums[p * len(labels) + j], len(encoded[p][j][1]))
-             for j, label in enumerate(labels)]
-            for p in range(len(prompts))
-        ]
+        sums = iter([
+            sum(output.prompt_logprobs[i][(context + tail)[i]].logprob
+                for i in range(len(context), len(context) + len(tail)))
+            for (context, tail), output in zip(pairs, outputs, strict=True)
+        ])
+        return [[LabelScore(choice, next(sums), len(encoded[p][j][1]))
+                 for j, choice in enumerate(own)] for p, own in enumerate(choices)]
 
     # ------------------------------------------------------------ generation
 
