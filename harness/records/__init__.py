@@ -12,6 +12,8 @@ the report and compare read them back through this module. Its fields:
     reasoning, reasoning_chars                   a reasoning model's thinking, kept out of
                                                  the answer (``reasoning.split``), its length
     label_logprobs                               label ranking only: each label's log-prob
+    choices, choice_logprobs                     multiple_choice: the item's choices, and
+                                                 (ranked) each one's log-prob, in order
     ...                                          the per-output scores (metrics.score_sample)
 
 ``run.json`` beside it holds the merged task, the settings, the model and the backend.
@@ -69,6 +71,8 @@ def generated(task: Task, prompt: Prompt, setting: str, seed: int | None, index:
     if parts.reasoning is not None:
         record["reasoning"] = parts.reasoning
         record["reasoning_chars"] = len(parts.reasoning)
+    if prompt.choices:
+        record["choices"] = list(prompt.choices)
     return scored(task, record)
 
 
@@ -89,16 +93,22 @@ def ranked(task: Task, prompt: Prompt, scores: list[LabelScore]) -> Record:
         "n_tokens": best.n_tokens,
         "mean_logprob": best.mean,
         "stop_reason": "eos",
-        "label_logprobs": {s.label: round(s.logprob, 4) for s in scores},
     }
+    if prompt.choices:  # a list: two choices may read the same
+        record["choices"] = list(prompt.choices)
+        record["choice_logprobs"] = [round(s.logprob, 4) for s in scores]
+    else:
+        record["label_logprobs"] = {s.label: round(s.logprob, 4) for s in scores}
     return scored(task, record)
 
 
 def scored(task: Task, record: Record) -> Record:
     """The record with its per-output scores (computed afresh from the record alone)."""
     kept = {k: v for k, v in record.items() if k not in metrics.SAMPLE_FIELDS}
-    return cast(Record, kept | metrics.score_sample(task.kind, record["output"],
-                                                    record["references"], task.labels))
+    choices, logprobs = metrics.ranking_of(record)
+    return cast(Record, kept | metrics.score_sample(
+        task.kind, record["output"], record["references"], task.labels, choices=choices,
+        logprobs=logprobs, answer_format=getattr(task, "answer_format", "text")))
 
 
 def record_id(record: Record) -> RequestId:
@@ -106,7 +116,7 @@ def record_id(record: Record) -> RequestId:
     return (record["setting"], record["seed"], record["item"], record["shots"])
 
 
-def sort_key(settings: Iterable[str]) -> Callable[[Record], tuple]:
+def sort_key(settings: Iterable[str]) -> Callable[[Record], tuple[Any, ...]]:
     """Records in the report's order: settings as listed (others after, by name), then
     item, shots, seed and returned sequence."""
     rank = {name: i for i, name in enumerate(dict.fromkeys(settings))}
@@ -175,7 +185,8 @@ def is_record(value: Any) -> bool:
         return False
     optional: dict[str, type | tuple[type, ...]] = {
         "raw_output": str, "stop_reason": str, "n_tokens": int, "mean_logprob": (int, float),
-        "label_logprobs": dict, "predicted": str, "reasoning": str, "reasoning_chars": int,
+        "label_logprobs": dict, "predicted": str, "choices": list, "choice_logprobs": list,
+        "reasoning": str, "reasoning_chars": int,
     }
     optional |= {k: (int, float) for k in metrics.SAMPLE_FIELDS if k != "predicted"}
     return all(value.get(k) is None or isinstance(value[k], kind) for k, kind in optional.items())

@@ -163,6 +163,11 @@ class OpenAIBackend:
         itself (``echo`` with ``logprobs``), where the server gives them: the tokens of
         prompt + label past those of the prompt alone (counted by vLLM's ``/tokenize``),
         the split ``tokens.split`` makes for every engine."""
+        return self.rank_choices(prompts, [labels] * len(prompts))
+
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """``rank_labels`` with each prompt's own choices (multiple choice)."""
         from harness.engines.tokens import split
 
         refused = self.ranking_refusal()
@@ -171,7 +176,8 @@ class OpenAIBackend:
         if any(chat.server_messages(p) is not None for p in prompts):
             raise ServerError("label ranking takes plain prompts; chat turns go to the chat "
                               "endpoint, which returns no prompt log-probabilities")
-        pairs = [split(p, label) for p in prompts for label in labels]
+        owners = [(p, j) for p, own in enumerate(choices) for j in range(len(own))]
+        pairs = [split(prompts[p], choices[p][j]) for p, j in owners]
         contexts = list(dict.fromkeys(context for context, _ in pairs))
         counted = {contexts[i]: answer.get("count") for i, answer in self.client.stream(
             [("/tokenize", {"model": self.model, "prompt": c}) for c in contexts])}
@@ -190,9 +196,10 @@ class OpenAIBackend:
             if count == 0:
                 raise ServerError(f"{self.client.url}: the server returned no log-"
                                   "probabilities for the prompt (echo with logprobs)")
-            scores[index] = LabelScore(labels[index % len(labels)], total, count)
-        return [[scores[p * len(labels) + j] for j in range(len(labels))]
-                for p in range(len(prompts))]
+            p, j = owners[index]
+            scores[index] = LabelScore(choices[p][j], total, count)
+        found = iter(scores[i] for i in range(len(owners)))
+        return [[next(found) for _ in own] for own in choices]
 
     def close(self) -> None:
         self.client.close()
