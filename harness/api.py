@@ -224,8 +224,9 @@ def run(
             chat_args=dict(chat_args) if chat_args else None,
         ),
         backend=backend, device=device, fast=not plain, out=_path("out", out),
-        server=Server(base_url or Server.base_url, api_key_env, concurrency, timeout,
-                      dict(chat_args or {}), thinking_budget=thinking_budget)
+        server=Server(base_url or Server.base_url, api_key_env=api_key_env,
+                      concurrency=concurrency, timeout=timeout, chat_args=dict(chat_args or {}),
+                      thinking_budget=thinking_budget)
         if backend == "openai" else None,
         resume=_resume(resume), cache=cache, python=True,
     )

@@ -393,3 +393,16 @@ def test_the_cache_answers_the_same_server_and_model_only(write_task, tmp_path: 
         assert other.posts() == 8  # another server: its own requests
         run(task, Server(fake.url), tmp_path / "d", model="fake-model-2", cache=True)
         assert fake.posts() == 16  # another model name at the same server
+
+
+def test_the_python_api_runs_a_served_model(write_task, tmp_path: Path) -> None:
+    import harness
+
+    task = write_task(shots=[0], chat="turns")
+    with FakeServer() as fake:
+        done = harness.run(task, backend="openai", base_url=fake.url, model="fake-model",
+                           chat_args={"enable_thinking": False}, concurrency=2, out=tmp_path,
+                           cache=False)
+        bodies = [body for _, body in fake.requests]
+    assert len(done.samples) == 4
+    assert all(b["chat_template_kwargs"] == {"enable_thinking": False} for b in bodies)

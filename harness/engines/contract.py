@@ -25,7 +25,7 @@ What a backend promises:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict, runtime_checkable
 
@@ -157,7 +157,8 @@ class Streaming(Protocol):
     """A backend that answers requests one by one as they finish (a server taking many
     at once), rather than a batch at a time: the runner keeps each output as it comes."""
 
-    def stream(self, jobs: list[Job], options: Options) -> Iterator[tuple[int, list[Generation]]]:
+    def stream(self, jobs: list[Job], options: Options
+               ) -> Generator[tuple[int, list[Generation]], None, None]:
         """(index into ``jobs``, that job's generations), in the order they finish.
         Closing the iterator early stops sending."""
         ...

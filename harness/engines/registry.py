@@ -16,6 +16,7 @@ from harness.errors import HarnessError
 if TYPE_CHECKING:
     from harness.engines.contract import Backend, Engine, Options, Parallel, Server
     from harness.engines.hf.backend import HFBackend
+    from harness.engines.openai.backend import OpenAIBackend
     from harness.engines.vllm.backend import VLLMBackend
     from harness.tasks.decoding import Setting
 
@@ -34,10 +35,10 @@ if TYPE_CHECKING:
     # a method missing or of another signature fails there, not on a machine with that
     # engine: as a class, which the registry hands out (Backend extends Engine), and as
     # a loaded backend, where mypy's report names the member that does not fit.
-    _CLASSES: list[type[Backend]] = [HFBackend, VLLMBackend]
+    _CLASSES: list[type[Backend]] = [HFBackend, VLLMBackend, OpenAIBackend]
 
-    def _loaded(hf: HFBackend, vllm: VLLMBackend) -> list[Backend]:
-        return [hf, vllm]
+    def _loaded(hf: HFBackend, vllm: VLLMBackend, openai: OpenAIBackend) -> list[Backend]:
+        return [hf, vllm, openai]
 
 
 def engine(name: str) -> type[Engine]:

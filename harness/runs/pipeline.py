@@ -47,7 +47,7 @@ class Overrides:
     limit: int | None = None
     model: str | None = None
     chat: str | None = None  # none, turns or single (--chat)
-    chat_args: dict | None = None  # chat template arguments (--chat-arg), over the task's
+    chat_args: dict[str, Any] | None = None  # chat template arguments (--chat-arg), over the task's
     chat_on_server: bool = False  # chat prompts as messages, for a server to template
     scoring: str | None = None  # generate, likelihood or both (--scoring)
     tokenizer: Any = None  # a loaded model's, for its chat template (else --model's is read)

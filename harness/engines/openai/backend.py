@@ -19,10 +19,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from harness.engines.contract import Generation, Job, LabelScore, Options, Parallel, Server
+from harness.engines.contract import (
+    Generation,
+    Job,
+    LabelScore,
+    ModelInfo,
+    Options,
+    Parallel,
+    Server,
+)
 from harness.engines.openai import mapping
 from harness.engines.openai.client import Client, ServerError
 from harness.errors import HarnessError
@@ -33,6 +41,15 @@ if TYPE_CHECKING:
 
 SERVED_NOTE = ("a served model is known by its name alone: the server may serve other "
                "weights under the same name later, so a rerun can differ")
+
+
+class ServedInfo(ModelInfo):
+    """``describe()`` of a served model: ModelInfo and what the server told."""
+
+    server: dict[str, Any]  # base URL, kind, version, model id, max_model_len
+    system_fingerprint: list[str] | None  # every one the answers gave
+    usage: dict[str, int]  # tokens, summed over the run
+    note: str  # that the name may serve other weights later
 
 
 class OpenAIBackend:
@@ -113,7 +130,7 @@ class OpenAIBackend:
                 "model": self.model, "chat_args": self.server.chat_args,
                 "thinking_budget": self.server.thinking_budget}
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ServedInfo:
         entry = self.info["entry"] or {}
         return {
             "name": self.model,
@@ -121,7 +138,7 @@ class OpenAIBackend:
             "fingerprint": f"served:{self.client.url}:{self.model}",
             "type": "served",
             "device": self.client.url,
-            "dtype": None,
+            "dtype": "unknown",  # the server does not say
             "load_s": self.load_s,
             "server": {"base_url": self.client.url, "kind": self.kind.name,
                        "version": self.info["version"], "model_id": self.model,
@@ -148,7 +165,8 @@ class OpenAIBackend:
         outputs: dict[int, list[Generation]] = dict(self.stream(jobs, options))
         return [outputs[i] for i in range(len(jobs))]
 
-    def stream(self, jobs: list[Job], options: Options) -> Iterator[tuple[int, list[Generation]]]:
+    def stream(self, jobs: list[Job], options: Options
+               ) -> Generator[tuple[int, list[Generation]], None, None]:
         bodies = [self.request(prompt, setting, seed, options) for prompt, setting, seed in jobs]
         answers = self.client.stream(bodies)
         try:

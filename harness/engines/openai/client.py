@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Awaitable, Iterator
+from collections.abc import Coroutine, Generator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -104,7 +104,8 @@ class Client:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self._call(self._request("POST", path, body))
 
-    def stream(self, bodies: list[tuple[str, dict[str, Any]]]) -> Iterator[tuple[int, Any]]:
+    def stream(self, bodies: list[tuple[str, dict[str, Any]]]
+               ) -> Generator[tuple[int, Any], None, None]:
         """(index, answer) of each (path, body), as they finish, ``concurrency`` in
         flight at once. The first failure is raised; closing the iterator (Ctrl-C)
         cancels every request not finished."""
@@ -154,8 +155,8 @@ class Client:
 
     # ---------------------------------------------------------------- machinery
 
-    def _call(self, coroutine: Awaitable[Any]) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)  # type: ignore[arg-type]
+    def _call(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result()
         except BaseException:
