@@ -81,7 +81,9 @@ class Summary:
     """Every number of a run's summary, computed once for the CSV, the page and the CLI."""
 
     def __init__(self, kind: str, records: list[Record], labels: Sequence[str] | None = None,
-                 chosen: Sequence[str] | None = None) -> None:
+                 chosen: Sequence[str] | None = None, extra: Sequence[Metric] = ()) -> None:
+        """``extra``: metrics beyond the registry's (people's ratings, a judge's scores),
+        shown after the main column."""
         self.kind = kind
         self.scope = metrics.scope_of(kind, records, labels)
         grouped: dict[Key, list[Record]] = {}
@@ -90,7 +92,9 @@ class Summary:
         self.cells = {key: Cell(key, rows) for key, rows in grouped.items()}
         self.references = any(r.get("references") for r in records)
         self.columns = columns(kind, chosen, self.references)
-        self.metrics = [metrics.get(name) for name in self.columns]
+        self.columns[1:1] = [m.name for m in extra]
+        added = {m.name: m for m in extra}
+        self.metrics = [added.get(name) or metrics.get(name) for name in self.columns]
         self.settings = list(dict.fromkeys(s for s, _ in self.cells))
         self.shots = sorted({k for _, k in self.cells})
         self._estimates: dict[tuple[Key, str], Estimate] = {}

@@ -1,0 +1,66 @@
+"""A judge model's replies, read by rule, and what its verdicts add up to.
+
+A reply that the rules cannot read is *unparsed*: it has no score (never 0) and is
+counted, so that a judge that mostly rambles shows as such instead of as a harsh judge.
+
+- pointwise: the first point of the scale that the reply names, read from its start
+  (numbers as whole numbers: "4점" is 4, "14" is no point of 1-5; words as words).
+- pairwise: A, B, or a tie (tie, 동점, 같음, 비슷), whichever the reply names first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.scoring.metrics import KINDS, Metric
+
+TIE_WORDS = ("tie", "동점", "같음", "같다", "비슷", "무승부")
+FIELD = "judge"  # the record field and summary column of a pointwise judge's score
+
+
+def parse_point(reply: str, scale: Sequence[str]) -> str | None:
+    """The scale point a reply names first, or None."""
+    found: list[tuple[int, str]] = []
+    for point in scale:
+        if point.isdigit():
+            pattern = rf"(?<![0-9]){re.escape(point)}(?![0-9.,])"
+        else:
+            pattern = rf"(?<![^\W_]){re.escape(point)}(?![^\W_])"
+        match = re.search(pattern, reply, flags=re.IGNORECASE)
+        if match:
+            found.append((match.start(), point))
+    return min(found)[1] if found else None
+
+
+def parse_choice(reply: str) -> str | None:
+    """"a", "b" or "tie", whichever the reply names first, or None."""
+    found = []
+    for choice, pattern in (("a", r"(?<![A-Za-z])A(?![A-Za-z])"),
+                            ("b", r"(?<![A-Za-z])B(?![A-Za-z])")):
+        match = re.search(pattern, reply)
+        if match:
+            found.append((match.start(), choice))
+    for word in TIE_WORDS:
+        at = reply.lower().find(word)
+        if at >= 0:
+            found.append((at, "tie"))
+    return min(found)[1] if found else None
+
+
+def metric(model: str, scale: Sequence[str]) -> Metric:
+    return Metric(FIELD, f"mean score the judge model ({model}) gave on the scale "
+                  f"{' / '.join(scale)}, over the outputs whose reply it could read "
+                  "(unread replies are counted apart, never scored 0)", "judge score",
+                  kinds=KINDS, field=FIELD, digits=2)
+
+
+@dataclass(frozen=True)
+class Counts:
+    asked: int
+    parsed: int
+
+    @property
+    def unparsed(self) -> int:
+        return self.asked - self.parsed
