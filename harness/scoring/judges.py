@@ -4,7 +4,8 @@ A reply that the rules cannot read is *unparsed*: it has no score (never 0) and 
 counted, so that a judge that mostly rambles shows as such instead of as a harsh judge.
 
 - pointwise: the first point of the scale that the reply names, read from its start
-  (numbers as whole numbers: "4점" is 4, "14" is no point of 1-5; words as words).
+  (numbers as whole numbers: "4점" is 4, "14" and "3.5" are no point of 1-5; words not
+  inside a longer Latin word, Korean particles allowed after them: 보통이에요).
 - pairwise: A, B, or a tie (tie, 동점, 같음, 비슷), whichever the reply names first.
 """
 
@@ -25,9 +26,12 @@ def parse_point(reply: str, scale: Sequence[str]) -> str | None:
     found: list[tuple[int, str]] = []
     for point in scale:
         if point.isdigit():
-            pattern = rf"(?<![0-9]){re.escape(point)}(?![0-9.,])"
+            # a whole number: no digit, and no decimal part, on either side
+            pattern = rf"(?<![0-9])(?<![0-9][.,]){re.escape(point)}(?![0-9]|[.,][0-9])"
         else:
-            pattern = rf"(?<![^\W_]){re.escape(point)}(?![^\W_])"
+            # a word, not part of a longer Latin word ("good" is not in "goodness");
+            # Korean particles may follow (보통이에요)
+            pattern = rf"(?<![A-Za-z]){re.escape(point)}(?![A-Za-z])"
         match = re.search(pattern, reply, flags=re.IGNORECASE)
         if match:
             found.append((match.start(), point))

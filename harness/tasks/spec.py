@@ -152,6 +152,17 @@ class JudgeSpec(_Strict):
                        "hub id; --judge-model overrides it")
     max_new_tokens: int = Field(8, ge=1, le=512, description="tokens of the judge's reply")
 
+    @field_validator("rubric")
+    @classmethod
+    def _compiles(cls, rubric: str) -> str:
+        from harness.tasks.sandbox import compile_template
+
+        try:
+            compile_template(rubric, "rubric")
+        except HarnessError as exc:
+            raise ValueError(str(exc).removeprefix("rubric: ")) from None
+        return rubric
+
 
 class Task(_Strict):
     name: str = Field(
