@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import records
+from harness.common import files
 from harness.engines import registry
 from harness.engines.contract import Options
 from harness.errors import HarnessError
 from harness.records import Record, judged
 from harness.reports import report
+from harness.runs.folders import _task_path
 from harness.scoring import judges
 from harness.scoring.ratings import Scale, output_key
 from harness.tasks.decoding import Setting
@@ -54,9 +56,15 @@ def judge_run(run_dir: str | Path, task_path: str | Path | None = None,
     """Judge a run's outputs as its task's ``judge`` says, then render the report again.
     ``backend`` (a loaded judge) is used as is; else ``model`` (or the task's) is loaded,
     and only when a question is not in judge.jsonl yet."""
-    from harness.runs.folders import _task_path  # lazily: folders is the older module
-
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise HarnessError(f"{run_dir}: no such run folder")
+    with files.locked(run_dir, f"judge {run_dir}"):
+        return _judge_run(run_dir, task_path, model, backend, device)
+
+
+def _judge_run(run_dir: Path, task_path: str | Path | None, model: str | None,
+               backend: Backend | None, device: str) -> Judged:
     run, found = records.load_run(run_dir)
     task = load_task(Path(task_path) if task_path else _task_path(run, run_dir))
     spec = task.spec.judge

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class Alpha:
     values: int  # values in those units
 
 
-def alpha(units: Mapping[Hashable, Sequence[float]], level: Level = "interval") -> Alpha:
+def alpha(units: Mapping[Any, Sequence[float]], level: Level = "interval") -> Alpha:
     """Krippendorff's alpha: ``units`` maps each unit to the values its raters gave."""
     kept = [np.asarray(v, dtype=float) for v in units.values() if len(v) >= 2]
     if len(kept) < 2:
@@ -82,13 +82,13 @@ def kappa(a: Sequence[Hashable], b: Sequence[Hashable],
 
 def ranks(values: Sequence[float]) -> np.ndarray:
     """1-based ranks, ties sharing their mean rank."""
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="stable")
-    out = np.empty(len(values))
+    array = np.asarray(values, dtype=float)
+    order = np.argsort(array, kind="stable")
+    out = np.empty(len(array))
     i = 0
-    while i < len(values):
+    while i < len(array):
         j = i
-        while j + 1 < len(values) and values[order[j + 1]] == values[order[i]]:
+        while j + 1 < len(array) and array[order[j + 1]] == array[order[i]]:
             j += 1
         out[order[i:j + 1]] = (i + j) / 2 + 1
         i = j + 1
