@@ -480,7 +480,11 @@ def _judge(run_dir: Path, task: Path | None, model: str | None, device: str = "a
     from harness.reports.tables import text
     from harness.runs.judging import judge_run
 
-    done = judge_run(run_dir, task, model, device=device)
+    def progress(done: int, todo: int) -> None:
+        print(f"\rjudge: {done}/{todo} questions asked", end="" if done < todo else "\n",
+              file=sys.stderr, flush=True)
+
+    done = judge_run(run_dir, task, model, device=device, progress=progress)
     run, found = _run_of(run_dir)
     gathered = gather(run_dir, run, found)
     print(text(report.summary_of(run, gathered.records, gathered.extra)))

@@ -10,14 +10,15 @@ that cannot be read is kept and counted, never scored.
 
 Every question and reply goes to judge.jsonl at once, keyed by the judge's fingerprint
 and the prompt, so an interrupted judging resumes where it stopped and a repeated one
-asks nothing twice. The judge answers greedily, up to the rubric's max_new_tokens or
-the first line break.
+asks nothing twice. The judge answers greedily, up to the rubric's max_new_tokens
+(a small base model often starts its answer on a new line, so no stop string cuts it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,19 +53,22 @@ class Judged:
 
 def judge_run(run_dir: str | Path, task_path: str | Path | None = None,
               model: str | None = None, backend: Backend | None = None,
-              device: str = "auto") -> Judged:
+              device: str = "auto", progress: Callable[[int, int], None] | None = None
+              ) -> Judged:
     """Judge a run's outputs as its task's ``judge`` says, then render the report again.
     ``backend`` (a loaded judge) is used as is; else ``model`` (or the task's) is loaded,
-    and only when a question is not in judge.jsonl yet."""
+    and only when a question is not in judge.jsonl yet. ``progress(done, todo)`` is
+    called after each batch."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise HarnessError(f"{run_dir}: no such run folder")
     with files.locked(run_dir, f"judge {run_dir}"):
-        return _judge_run(run_dir, task_path, model, backend, device)
+        return _judge_run(run_dir, task_path, model, backend, device, progress)
 
 
 def _judge_run(run_dir: Path, task_path: str | Path | None, model: str | None,
-               backend: Backend | None, device: str) -> Judged:
+               backend: Backend | None, device: str,
+               progress: Callable[[int, int], None] | None) -> Judged:
     run, found = records.load_run(run_dir)
     task = load_task(Path(task_path) if task_path else _task_path(run, run_dir))
     spec = task.spec.judge
@@ -92,13 +96,15 @@ def _judge_run(run_dir: Path, task_path: str | Path | None, model: str | None,
             batch = todo[start:start + BATCH]
             replies = judge_backend().generate(
                 [q["prompt"] for q in batch], Setting("greedy"), [None] * len(batch),
-                Options(max_new_tokens=spec.max_new_tokens, stop=("\n",)))
+                Options(max_new_tokens=spec.max_new_tokens))
             for question, reply in zip(batch, replies, strict=True):
                 question["reply"] = reply[0].text
                 question["read"] = (judges.parse_point(reply[0].text, Scale.of(run).points)
                                     if question["mode"] == "pointwise"
                                     else judges.parse_choice(reply[0].text))
             judged.append_judge(run_dir, batch)
+            if progress is not None:
+                progress(start + len(batch), len(todo))
     finally:
         if backend is None and opened:
             opened[0].close()
