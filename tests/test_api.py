@@ -23,8 +23,8 @@ EMOTION = cli.TASKS_DIR / "emotion.yaml"
 # The columns users index by; renaming one breaks their notebooks.
 SAMPLE_COLUMNS = [
     "task", "item", "shots", "setting", "seed", "sequence", "output", "reference",
-    "references", "predicted", "correct", "invalid", "exact_match", "f1", "contains",
-    "repetition", "n_tokens", "mean_logprob", "stop_reason", "raw_output", "prompt",
+    "references", "predicted", "correct", "invalid", "acc_norm", "exact_match", "f1", "contains",
+    "repetition", "hangul", "wrong_language", "n_tokens", "mean_logprob", "stop_reason", "raw_output", "prompt",
 ]
 
 

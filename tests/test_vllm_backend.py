@@ -60,7 +60,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="session")
 def vllm_tiny(hf_model_dir: Path):
     """One engine on the tiny model for the whole session."""
-    backend = vllm_backend.VLLMBackend.open(str(hf_model_dir), "cpu")
+    backend = vllm_backend.VLLMBackend.open(str(hf_model_dir), device="cpu")
     yield backend
     backend.close()
 
@@ -136,6 +136,15 @@ def test_label_rankings_are_the_transformers_backends(vllm_tiny, hf_tiny):
         assert [s.logprob for s in mine] == pytest.approx([s.logprob for s in other], abs=1e-3)
         best = max(mine, key=lambda s: s.logprob).label
         assert best == max(other, key=lambda s: s.logprob).label
+
+
+def test_each_prompt_s_own_choices_are_ranked_as_the_transformers_backend(vllm_tiny, hf_tiny):
+    choices = [LABELS[: 2 + i % 2] for i in range(len(PROMPTS))]  # two or three each
+    ours = vllm_tiny.rank_choices(PROMPTS, choices)
+    theirs = hf_tiny.rank_choices(PROMPTS, choices)
+    for own, mine, other in zip(choices, ours, theirs, strict=True):
+        assert [s.label for s in mine] == own
+        assert [s.logprob for s in mine] == pytest.approx([s.logprob for s in other], abs=1e-3)
 
 
 def test_bad_words_map_to_the_transformers_backends_tokens(vllm_tiny, hf_tiny):
@@ -259,7 +268,7 @@ def test_the_default_model_gives_the_same_on_both_backends(real_harness_cache):
         "질문: 일주일은 며칠인가요?\n답:",
     ]
     options = Options(max_new_tokens=8, stop=("\n",))
-    ours_backend = vllm_backend.VLLMBackend.open("default", "cpu")
+    ours_backend = vllm_backend.VLLMBackend.open("default", device="cpu")
     try:
         theirs_backend = HFBackend(load_model("default", "cpu"))
         for name in ("greedy", "beam", "top_p"):

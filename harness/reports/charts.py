@@ -12,13 +12,16 @@ import io
 import re
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.scoring import metrics
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 Row = dict[str, Any]
 
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text stays text: small, and drawn with the page's fonts
     "svg.hashsalt": "harness",  # stable ids, so the same numbers give the same page
     "text.parse_math": False,  # a "$" in a setting or model name is a dollar sign
@@ -124,8 +127,9 @@ def bars_by_setting(summary: list[Row], names: list[str]) -> str | None:
             ax.set_xticks(range(len(settings)), settings, rotation=30 if len(settings) > 3 else 0,
                           ha="right" if len(settings) > 3 else "center")
             ax.set_ylim(0, 1.05)
-            better = found.higher if (found := metrics.find(metric)) else None
-            hint = {True: " (higher is better)", False: " (lower is better)"}.get(better, "")
+            found = metrics.find(metric)
+            hint = ("" if found is None else
+                    " (higher is better)" if found.higher else " (lower is better)")
             ax.set_title(label(metric) + hint, loc="left")
             ax.grid(axis="x", visible=False)
         _legend(axes[-1], len(shots))
@@ -133,14 +137,12 @@ def bars_by_setting(summary: list[Row], names: list[str]) -> str | None:
     return _svg(draw, (4.8 * len(names), 3.6))
 
 
-def likelihood_vs_repetition(summary: list[Row]) -> str | None:
-    """Mean log-probability against repetition: one point per setting and shot count.
-
-    Greedy and beam search sit high and to the right (likely but looping); sampling low
-    and to the left (varied but unlikely).
-    """
-    points = [row for row in summary
-              if row.get("logprob") is not None and row.get("repetition") is not None]
+def versus(summary: list[Row], x: str, y: str, title: str) -> str | None:
+    """One metric against another: a point per setting and shot count (the registry's
+    "versus" charts, such as mean log-probability against repetition, where greedy and
+    beam search sit high and to the right, likely but looping, and sampling low and to
+    the left, varied but unlikely)."""
+    points = [row for row in summary if row.get(x) is not None and row.get(y) is not None]
     if not points:
         return None
     settings = list(dict.fromkeys(row["setting"] for row in points))
@@ -149,19 +151,18 @@ def likelihood_vs_repetition(summary: list[Row]) -> str | None:
         ax = fig.add_subplot()
         for i, setting in enumerate(settings):
             rows = sorted((r for r in points if r["setting"] == setting), key=lambda r: r["shots"])
-            xs = [r["repetition"] for r in rows]
-            ys = [r["logprob"] for r in rows]
+            xs = [r[x] for r in rows]
+            ys = [r[y] for r in rows]
             ax.plot(xs, ys, linestyle=":", linewidth=1, color=color(i), alpha=0.7)
             ax.scatter(xs, ys, color=color(i), marker=_MARKERS[i % len(_MARKERS)], s=30,
                        label=setting, zorder=3)
             for r in rows:
-                ax.annotate(f"{r['shots']}", (r["repetition"], r["logprob"]),
-                            textcoords="offset points", xytext=(4, 3), fontsize=7,
-                            color=color(i))
-        ax.set_xlabel("repeated 3-gram rate (numbers: shots)")
-        ax.set_ylabel("mean log-prob per token")
-        ax.set_title("likely vs varied", loc="left")
-        lo, hi = min(r["repetition"] for r in points), max(r["repetition"] for r in points)
+                ax.annotate(f"{r['shots']}", (r[x], r[y]), textcoords="offset points",
+                            xytext=(4, 3), fontsize=7, color=color(i))
+        ax.set_xlabel(f"{label(x)} (numbers: shots)")
+        ax.set_ylabel(label(y))
+        ax.set_title(title, loc="left")
+        lo, hi = min(r[x] for r in points), max(r[x] for r in points)
         if hi - lo < 0.02:
             ax.set_xlim(lo - 0.05, hi + 0.05)
         _legend(ax, len(settings))
@@ -212,10 +213,11 @@ def grouped_bars(groups: list[str], series: dict[str, list[float | None]], ylabe
             xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
             ys = [v or 0.0 for v in values]
             yerr = None
-            bounds = (errors or {}).get(name)
-            if bounds and all(lo is not None and hi is not None for lo, hi in bounds):
-                yerr = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, bounds, strict=True)],
-                        [max(0.0, hi - y) for y, (_, hi) in zip(ys, bounds, strict=True)]]
+            bounds = (errors or {}).get(name) or []
+            known = [(lo, hi) for lo, hi in bounds if lo is not None and hi is not None]
+            if bounds and len(known) == len(bounds):
+                yerr = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, known, strict=True)],
+                        [max(0.0, hi - y) for y, (_, hi) in zip(ys, known, strict=True)]]
             ax.bar(xs, ys, width * 0.92, color=color(j), label=name, yerr=yerr,
                    error_kw={"elinewidth": 1, "capsize": 2})
         ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -18,17 +19,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from harness.reports import charts
 from harness.common import files
-from harness.scoring import metrics
-from harness.reports import report
-from harness.scoring import stats
-from harness.reports import tables
 from harness.errors import HarnessError
-from harness.records import load_run
+from harness.records import Record, load_run
+from harness.reports import charts, report, tables
+from harness.scoring import metrics, stats
 from harness.scoring.summary import Summary, paired
 
-Record = dict[str, Any]
 Key = tuple[str, int]  # (setting, shots)
 
 
@@ -51,6 +48,12 @@ class Run:
         label order for all runs (their confusion counts must line up)."""
         self.records = [r for r in self.records if r["item"] in items]
         self.summary = Summary(self.kind, self.records, labels, self.task.get("metrics"))
+
+    @property
+    def scores(self) -> Summary:
+        """The summary over the items kept (``load_runs`` has called ``keep_items``)."""
+        assert self.summary is not None, "keep_items makes the summary"
+        return self.summary
 
     @property
     def task(self) -> dict[str, Any]:
@@ -76,14 +79,63 @@ def load_runs(folders: list[Path]) -> list[Run]:
                 f"{first.task.get('name')} ({first.kind}), {other.folder} is "
                 f"{other.task.get('name')} ({other.kind}); compare runs of one task"
             )
+    for line in pair_by_content(runs):
+        print(line, file=sys.stderr)
     common = set.intersection(*({r["item"] for r in run.records} for run in runs))
     if not common:
-        raise HarnessError("compare: the runs have no item in common")
+        raise HarnessError("compare: the runs have no item in common (by content: the "
+                           "items' fields and references differ)")
     kept = [r for run in runs for r in run.records if r["item"] in common]
     labels = metrics.scope_of(first.kind, kept, first.task.get("labels")).labels
     for run in runs:
         run.keep_items(common, labels)
     return runs
+
+
+def pair_by_content(runs: list[Run]) -> list[str]:
+    """Number every run's items as the first run numbers the same item, found by content
+    (run.json's ``item_digests``: the item's fields and references), so that a data file
+    changed between two runs (rows reordered, added or edited) pairs like with like.
+    Items with no match keep numbers of their own (past the first run's), and are left
+    out as any item not in every run is. The lines to print: how many matched, and why
+    any did not. Runs written before item digests are paired by position, as said."""
+    recorded = [run.run.get("item_digests") for run in runs]
+    digests = [d for d in recorded if isinstance(d, list)]
+    if len(digests) < len(runs):
+        old = [str(run.folder) for run, d in zip(runs, recorded) if not isinstance(d, list)]
+        return [f"note: compare: {', '.join(old)} records no item digests (an older run), so "
+                "items are paired by position, not by content"]
+    numbered: dict[tuple[str, int], int] = {}  # (digest, its nth copy) -> item number
+    for item, key in enumerate(_occurrences(digests[0])):
+        numbered[key] = item
+    spare = len(digests[0])
+    lines = []
+    for run, found in zip(runs[1:], digests[1:]):
+        renumber: dict[int, int] = {}
+        for item, key in enumerate(_occurrences(found)):
+            if key in numbered:
+                renumber[item] = numbered[key]
+            else:
+                renumber[item], spare = spare, spare + 1
+        run.records = [{**r, "item": renumber.get(r["item"], -1 - r["item"])}
+                       for r in run.records]
+        matched = sum(1 for n in renumber.values() if n < len(digests[0]))
+        lines.append(f"compare: {matched} of {run.letter}'s {len(found)} items match one of "
+                     f"A's {len(digests[0])} by content")
+        if matched < max(len(found), len(digests[0])):
+            lines.append(f"note: compare: items whose fields or references differ between A "
+                         f"and {run.letter} are left out ({run.folder})")
+    return lines
+
+
+def _occurrences(digests: list[str]) -> list[tuple[str, int]]:
+    """Each digest with its copy number, so that two equal items pair with two."""
+    seen: dict[str, int] = defaultdict(int)
+    keys = []
+    for digest in digests:
+        keys.append((digest, seen[digest]))
+        seen[digest] += 1
+    return keys
 
 
 def compare(folders: list[Path], out: Path | None = None) -> Path:
@@ -116,14 +168,14 @@ def deltas(runs: list[Run]) -> tuple[list[Key], list[str], dict[Key, dict[str, A
     first = runs[0].summary
     assert first is not None
     columns = [m.name for m in first.metrics if not m.count]
-    keys = list(dict.fromkeys(k for run in runs for k in run.summary.cells))  # type: ignore
+    keys = list(dict.fromkeys(k for run in runs for k in run.scores.cells))
     table: dict[Key, dict[str, Any]] = {key: {} for key in keys}
     for column in columns:
         metric = metrics.get(column)
         found: list[tuple[Key, int, stats.Difference]] = []
         for key in keys:
-            estimates = [run.summary.estimate(key, metric) if key in run.summary.cells
-                         else (None, None, None) for run in runs]  # type: ignore[union-attr]
+            estimates = [run.scores.estimate(key, metric) if key in run.scores.cells
+                         else (None, None, None) for run in runs]
             changes: list[stats.Difference | None] = []
             for i, run in enumerate(runs[1:], start=1):
                 changes.append(_change(runs[0], run, key, metric))
@@ -148,7 +200,8 @@ def _change(base: Run, other: Run, key: Key, metric: metrics.Metric) -> stats.Di
     if a is None or b is None or key not in a.cells or key not in b.cells:
         return None
     found = paired(metric, a.scope, a.cells[key], b.cells[key])
-    return None if found.items == 0 else found
+    # no change to report (not "nan with p = 1.0") when there is no value to compare
+    return None if found.items == 0 or math.isnan(found.diff) else found
 
 
 def mark(metric: metrics.Metric, difference: stats.Difference, p_holm: float) -> str:
@@ -170,7 +223,7 @@ def differing_items(runs: list[Run]) -> tuple[list[dict[str, Any]], list[dict[st
         for record in run.records:
             grouped[(record["item"], record["setting"], record["shots"])].append(record)
         cells.append(grouped)
-    keys = list(dict.fromkeys(k for run in runs for k in run.summary.cells))  # type: ignore
+    keys = list(dict.fromkeys(k for run in runs for k in run.scores.cells))
     rows = [{"label": f"{s} · {k}-shot", "setting": s, "shots": str(k)} for s, k in keys]
     prompts: dict[int, dict[str, str]] = defaultdict(dict)
     refs: dict[int, list[str]] = {}
@@ -178,7 +231,7 @@ def differing_items(runs: list[Run]) -> tuple[list[dict[str, Any]], list[dict[st
         for (item, _, k), records in grouped.items():
             prompts[item].setdefault(f"{k}-shot", records[0]["prompt"])
             refs.setdefault(item, records[0].get("references") or [])
-    items = []
+    items: list[dict[str, Any]] = []
     for item in sorted(prompts):
         found = []
         for r, (setting, k) in enumerate(keys):
@@ -208,7 +261,7 @@ def render(runs: list[Run], keys: list[Key], columns: list[str],
     first = runs[0]
     kind = first.kind
     rows, items = differing_items(runs)
-    marks = kind in ("classification", "qa")
+    marks = kind in metrics.RIGHT_OR_WRONG
     main = columns[0]
     groups = [f"{s} {k}-shot" for s, k in keys]
     chart = charts.grouped_bars(
@@ -248,7 +301,7 @@ def write_csv(path: Path, runs: list[Run], keys: list[Key], columns: list[str],
         change = f"{r.letter}-{base}"
         header += [change, f"{change} low", f"{change} high", f"{change} p",
                    f"{change} p Holm", f"{change} test"]
-    blank = lambda v: "" if v is None else v
+    blank = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)

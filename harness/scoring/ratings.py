@@ -24,11 +24,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.scoring import agreement, pairwise
-from harness.scoring.metrics import KINDS, Metric, Record
+from harness.scoring.metrics import KINDS, Metric
+
+if TYPE_CHECKING:
+    from harness.records.record import Record  # the record contract, a layer above
 
 FORMAT = 1
 OVERALL = "overall"  # the one criterion of a task that names none

@@ -14,22 +14,26 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.scoring import metrics, stats
 from harness.scoring.corpus import Grams
-from harness.scoring.metrics import Metric, Record, Scope
+from harness.scoring.metrics import Metric, Scope
 from harness.scoring.stats import Difference, Items
+
+if TYPE_CHECKING:
+    from harness.records.record import Record  # the record contract, a layer above
 
 Key = tuple[str, int]  # (setting, shots)
 Estimate = tuple[float | None, float | None, float | None]  # value, 95% interval
 
 
-def columns(kind: str, chosen: Sequence[str] | None, references: bool = True) -> list[str]:
+def columns(kind: str, chosen: Sequence[str] | None, references: bool = True,
+            scope: Scope | None = None) -> list[str]:
     """The summary's columns: the task's chosen metrics, the kind's main one, the rest."""
-    every = [m.name for m in metrics.for_kind(kind, references)]
+    every = [m.name for m in metrics.shown(kind, references, scope, chosen or ())]
     first = [m for m in chosen or [] if m in every]
     main = metrics.main_metric(kind, every)
     if not first and main:
@@ -54,7 +58,8 @@ class Cell:
                 texts: list[list[str]] = [[] for _ in self.items]
                 for record, row in zip(self.records, self.row_item, strict=True):
                     texts[row].append(record["output"])
-                self._parts[metric.name] = Grams.of(texts, metric.distinct)
+                self._parts[metric.name] = Grams.of(texts, metric.distinct,
+                                                    metrics.splitter(metric))
             else:
                 per_output = metric.outputs_stats(self.records, scope)
                 summed = np.zeros((len(self.items), per_output.shape[1]))
@@ -81,20 +86,24 @@ class Summary:
     """Every number of a run's summary, computed once for the CSV, the page and the CLI."""
 
     def __init__(self, kind: str, records: list[Record], labels: Sequence[str] | None = None,
-                 chosen: Sequence[str] | None = None, extra: Sequence[Metric] = ()) -> None:
+                 chosen: Sequence[str] | None = None, language: str | None = None,
+                 bleu_tokenize: str | None = None, extra: Sequence[Metric] = ()) -> None:
         """``extra``: metrics beyond the registry's (people's ratings, a judge's scores),
         shown after the main column."""
         self.kind = kind
-        self.scope = metrics.scope_of(kind, records, labels)
+        self.scope = metrics.scope_of(kind, records, labels, language, bleu_tokenize)
         grouped: dict[Key, list[Record]] = {}
         for record in records:
             grouped.setdefault((record["setting"], record["shots"]), []).append(record)
         self.cells = {key: Cell(key, rows) for key, rows in grouped.items()}
         self.references = any(r.get("references") for r in records)
-        self.columns = columns(kind, chosen, self.references)
+        self.columns = columns(kind, chosen, self.references, self.scope)
         self.columns[1:1] = [m.name for m in extra]
         added = {m.name: m for m in extra}
         self.metrics = [added.get(name) or metrics.get(name) for name in self.columns]
+        # sacrebleu's signature of each corpus metric shown, to reproduce it
+        self.signatures = {m.name: m.signature(self.scope) for m in self.metrics
+                           if m.signature is not None}
         self.settings = list(dict.fromkeys(s for s, _ in self.cells))
         self.shots = sorted({k for _, k in self.cells})
         self._estimates: dict[tuple[Key, str], Estimate] = {}
@@ -211,6 +220,8 @@ class Summary:
                 row[f"{metric.name}_low"], row[f"{metric.name}_high"] = low, high
                 if metric.higher is not None:
                     row[f"{metric.name}_mark"], row[f"{metric.name}_p"] = self.marks(key, metric)
+                if metric.name in self.signatures:
+                    row[f"{metric.name}_signature"] = self.signatures[metric.name]
             out.append(row)
         return out
 
@@ -223,6 +234,8 @@ class Summary:
                 out += [f"{metric.name}_low", f"{metric.name}_high"]
                 if metric.higher is not None:
                     out += [f"{metric.name}_mark", f"{metric.name}_p"]
+            if metric.name in self.signatures:
+                out.append(f"{metric.name}_signature")
         return out
 
 

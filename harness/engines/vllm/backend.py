@@ -33,7 +33,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.engines.contract import Generation, LabelScore, Options, Parallel, finish
+from harness.engines.contract import (
+    Generation,
+    LabelScore,
+    ModelInfo,
+    Options,
+    Parallel,
+    finish,
+)
 from harness.engines.sampling import WARPER_ARGS, row_keys
 from harness.errors import HarnessError
 from harness.tasks.decoding import Setting
@@ -84,7 +91,7 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, engine: Engine, tokenizer: Any, info: dict[str, Any],
+    def __init__(self, engine: Engine, tokenizer: Any, info: VLLMInfo,
                  eos_ids: set[int], parallel: Parallel) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
@@ -163,8 +170,8 @@ class VLLMBackend:
             "tensor_parallel": self.parallel.tensor,
         }
 
-    def describe(self) -> dict[str, Any]:
-        return dict(self.info)
+    def describe(self) -> VLLMInfo:
+        return self.info.copy()
 
     def close(self) -> None:
         self.engine.close()
@@ -190,27 +197,27 @@ class VLLMBackend:
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
         """Each label's log-probability after each prompt, from the log-probabilities vLLM
         gives a prompt's own tokens (the pairs tokenized as ``tokens.encode`` does)."""
+        return self.rank_choices(prompts, [labels] * len(prompts))
+
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """``rank_labels`` with each prompt's own choices (multiple choice)."""
         from vllm import SamplingParams
 
-        from harness.engines.tokens import encode
+        from harness.engines.tokens import encode_each
 
-        encoded = encode(self.tokenizer, prompts, labels)
+        encoded = encode_each(self.tokenizer, prompts, choices)
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
                                 detokenize=False, output_kind=_final())
         pairs = [pair for per_prompt in encoded for pair in per_prompt]
         outputs = self.engine.many([(context + tail, params) for context, tail in pairs])
-        sums = []
-        for (context, tail), output in zip(pairs, outputs, strict=True):
-            whole = context + tail
-            sums.append(sum(
-                output.prompt_logprobs[i][whole[i]].logprob
-                for i in range(len(context), len(whole))
-            ))
-        return [
-            [LabelScore(label, sums[p * len(labels) + j], len(encoded[p][j][1]))
-             for j, label in enumerate(labels)]
-            for p in range(len(prompts))
-        ]
+        sums = iter([
+            sum(output.prompt_logprobs[i][(context + tail)[i]].logprob
+                for i in range(len(context), len(context) + len(tail)))
+            for (context, tail), output in zip(pairs, outputs, strict=True)
+        ])
+        return [[LabelScore(choice, next(sums), len(encoded[p][j][1]))
+                 for j, choice in enumerate(own)] for p, own in enumerate(choices)]
 
     # ------------------------------------------------------------ generation
 
@@ -477,8 +484,6 @@ def engine_model(spec: str) -> Path | str:
 
 def _kogpt2_folder(folder: Path) -> Path:
     """The KoGPT-2 layout saved once as a transformers folder vLLM can load."""
-    import shutil
-
     from harness.engines import models
 
     fingerprint = models.fingerprint_files(folder)
@@ -486,15 +491,7 @@ def _kogpt2_folder(folder: Path) -> Path:
     if (saved / "config.json").exists():
         return saved
     model, tokenizer = models.load_kogpt2(folder)
-    partial = saved.with_name(f"{saved.name}.partial-{os.getpid()}")
-    try:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(saved)
-    except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if not (saved / "config.json").exists():
-            raise HarnessError(f"{saved}: cannot write the model for vLLM ({exc})") from None
+    models.save_once(model, tokenizer, saved, f"{saved}: cannot write the model for vLLM")
     return saved
 
 
@@ -561,7 +558,13 @@ def eos_ids(where: Path | str) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos])
 
 
-def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> dict[str, Any]:
+class VLLMInfo(ModelInfo):
+    """The model as run.json records it, with the version of vLLM that ran it."""
+
+    vllm: str
+
+
+def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> VLLMInfo:
     """The model as run.json records it, in the transformers backend's fields."""
     import vllm
 
@@ -571,7 +574,7 @@ def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> dic
     source = models.resolve(spec)
     fingerprint = (models.fingerprint_files(source) if source is not None
                    else f"hub:{spec}@{getattr(config.hf_config, '_commit_hash', None) or 'unknown'}")
-    info = {
+    info: VLLMInfo = {
         "name": spec,
         "fingerprint": fingerprint,
         "type": config.hf_config.model_type,

@@ -99,15 +99,15 @@ class Search:
         banned = self._row(hyp).banned()
         if len(hyp.tokens) < rules.min_new:
             banned |= rules.eos
-        penalised = (set(self.prompt) | set(hyp.tokens)
-                     if rules.penalty is not None and rules.penalty != 1.0 else set())
+        penalty = rules.penalty if rules.penalty != 1.0 else None
+        penalised = set(self.prompt) | set(hyp.tokens) if penalty is not None else set()
         out = []
         for token, raw in logprobs.items():
             if token in banned:
                 continue
             value = raw
-            if token in penalised:
-                value = raw * rules.penalty if raw < 0 else raw / rules.penalty
+            if penalty is not None and token in penalised:
+                value = raw * penalty if raw < 0 else raw / penalty
             out.append((value, token, raw))
         return out
 

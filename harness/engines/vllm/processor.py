@@ -139,11 +139,11 @@ class HarnessLogits(LogitsProcessor):
                 self.rows[first] = b
 
     def apply(self, logits: Any) -> Any:
-        groups: dict[tuple[Any, int], list[int]] = {}
+        groups: dict[tuple[Any, int], list[tuple[int, int]]] = {}  # -> (row, its key)
         for index, row in self.rows.items():
             row.restrict(logits[index])
             if row.key is not None:
-                groups.setdefault(row.draw_group(), []).append(index)
-        for (warp, step), rows in groups.items():
-            draw_rows(logits, rows, [self.rows[i].key for i in rows], dict(warp), step)
+                groups.setdefault(row.draw_group(), []).append((index, row.key))
+        for (warp, step), drawn in groups.items():
+            draw_rows(logits, [i for i, _ in drawn], [key for _, key in drawn], dict(warp), step)
         return logits
