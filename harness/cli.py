@@ -7,11 +7,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness.common.version import __version__
 from harness.engines import registry
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.records import Record
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 LATEST = Path("<latest>")  # --resume with no folder named (pipeline.LATEST)
@@ -441,7 +444,7 @@ def _task_judge(path: Path) -> bool:
     return load_task(path).spec.judge is not None
 
 
-def _add_judgement(sub: argparse._SubParsersAction) -> None:
+def _add_judgement(sub: argparse._SubParsersAction[_Parser]) -> None:
     rated = sub.add_parser("ratings", help="take ratings exported from a run's report into "
                            "the run (checked, merged by rater) and render it again")
     rated.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
@@ -502,7 +505,7 @@ def _judge(run_dir: Path, task: Path | None, model: str | None, device: str = "a
     print(f"report: {run_dir / 'index.html'}")
 
 
-def _run_of(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _run_of(run_dir: Path) -> tuple[dict[str, Any], list[Record]]:
     from harness import records
 
     return records.load_run(run_dir)

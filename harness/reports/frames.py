@@ -72,7 +72,7 @@ def ratings(run_dir: Any, run: dict[str, Any], records: list[Record]) -> pd.Data
             key = tuple(entry["key"])
             for criterion, point in entry["scores"].items():
                 rows.append([rater["rater"], *key, criterion, point, scale.value(point),
-                             entry["note"], texts.get(key)])  # type: ignore[arg-type]
+                             entry["note"], texts.get(key)])
     frame = pd.DataFrame(rows, columns=RATING_COLUMNS)
     frame["seed"] = frame["seed"].astype("Int64")
     frame["value"] = frame["value"].astype("float64")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -60,7 +60,8 @@ def gather(run_dir: Path | None, run: dict[str, Any], found: list[Record]) -> Ga
             # a point the scale no longer has (the task's scale changed) counts as unread
             point = {tuple(line["key"]): scale.value(line["read"]) for line in lines
                      if line.get("read") in scale.points}
-            out.records = [{**r, judges.FIELD: point.get(output_key(r))} for r in out.records]
+            out.records = [cast(Record, {**r, judges.FIELD: point.get(output_key(r))})
+                           for r in out.records]
             out.extra.append(judges.metric(info.get("model", "?"), scale.points))
     return out
 
@@ -147,8 +148,9 @@ def _items_needed(summary: Summary, found: list[Record], fields: list[str]
 def _item_means(found: list[Record], name: str) -> dict[tuple[str, int], dict[int, float]]:
     sums: dict[tuple[str, int], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in found:
-        if r.get(name) is not None:
-            sums[(r["setting"], r["shots"])][r["item"]].append(r[name])
+        value = cast(dict[str, Any], r).get(name)  # a field beyond the contract's
+        if value is not None:
+            sums[(r["setting"], r["shots"])][r["item"]].append(value)
     return {key: {i: sum(v) / len(v) for i, v in items.items()} for key, items in sums.items()}
 
 
@@ -167,7 +169,7 @@ def _judge_panel(gathered: Gathered, summary: Summary) -> dict[str, Any]:
         outcome = {"a": 1.0, "b": 0.0, "tie": 0.5}
         verdicts: list[pairwise.Judgement] = []
         first: list[bool] = []
-        by_pair: dict[tuple, list[str]] = defaultdict(list)
+        by_pair: dict[tuple[Any, ...], list[str]] = defaultdict(list)
         for line in read:
             a, b = line["a"], line["b"]
             # the reply names the sides as shown; "ba" showed b first, as A
@@ -199,7 +201,7 @@ def _trust(gathered: Gathered, summary: Summary) -> dict[str, Any] | None:
     criterion = scale.criteria[0]
     judge_point = {tuple(line["key"]): line["read"] for line in gathered.judge
                    if line.get("read") is not None}
-    by_rater: dict[str, dict[tuple, str]] = {}
+    by_rater: dict[str, dict[tuple[Any, ...], str]] = {}
     for rater in (gathered.stored or {}).get("raters", []):
         by_rater[rater["rater"]] = {tuple(o["key"]): o["scores"][criterion]
                                     for o in rater["outputs"] if criterion in o["scores"]}

@@ -130,7 +130,7 @@ def render_html(run: dict[str, Any], records: list[Record],
     classification = kind == "classification"
     # What review.js draws: rows × cols of cells per item; each row and column carries the
     # values the filters match (setting, shots); marks: whether outputs are right/wrong.
-    data = {
+    data: dict[str, Any] = {
         "marks": marks,
         "differ": "item",
         "rows": [{"label": s, "setting": s} for s in settings],

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.errors import HarnessError
 from harness.scoring import agreement, pairwise
@@ -143,7 +143,7 @@ def _key(entry: Any, where: str, texts: dict[OutputKey, str]) -> OutputKey:
     if key not in texts:
         raise HarnessError(f"{where}: the run has no output item {key[0]}, setting "
                            f"{key[1]!r}, {key[2]} shots, seed {key[3]}, sequence {key[4]}")
-    return key  # type: ignore[return-value]
+    return key
 
 
 def _check_output(entry: Any, i: int, texts: dict[OutputKey, str], scale: Scale,
@@ -206,7 +206,7 @@ def per_output(stored: dict[str, Any], scale: Scale) -> dict[OutputKey, dict[str
     found: dict[OutputKey, dict[str, list[float]]] = {}
     for rater in stored.get("raters", []):
         for entry in rater["outputs"]:
-            scores = found.setdefault(tuple(entry["key"]), {})  # type: ignore[arg-type]
+            scores = found.setdefault(tuple(entry["key"]), {})
             for criterion, point in entry["scores"].items():
                 scores.setdefault(criterion, []).append(scale.value(point))
     return found
@@ -219,9 +219,10 @@ def with_scores(found: Sequence[Record], stored: dict[str, Any], scale: Scale) -
     out = []
     for record in found:
         scores = rated.get(output_key(record), {})
-        out.append({**record, **{
+        # a record with fields beyond the contract's: the summary reads them by name
+        out.append(cast("Record", {**record, **{
             scale.field(c): (sum(scores[c]) / len(scores[c]) if scores.get(c) else None)
-            for c in scale.criteria}})
+            for c in scale.criteria}}))
     return out
 
 

@@ -166,12 +166,12 @@ class Summary:
 
     def _best(self, keys: list[Key], metric: Metric) -> Key | None:
         """The first of the keys with the best value; None when all values are equal."""
-        values = {key: self.estimate(key, metric)[0] for key in keys}
-        known = [key for key in keys if values[key] is not None]
-        if len(known) < 2 or len({values[key] for key in known}) < 2:
+        known = {key: value for key in keys
+                 if (value := self.estimate(key, metric)[0]) is not None}
+        if len(known) < 2 or len(set(known.values())) < 2:
             return None  # nothing to choose between
         sign = -1 if metric.higher else 1
-        return min(known, key=lambda key: sign * values[key])  # min keeps the first of a tie
+        return min(known, key=lambda key: sign * known[key])  # min keeps the first of a tie
 
     def _family(self, metric: Metric, keys: list[Key], against: Key) -> list[Comparison]:
         differences = [self.versus(key, against, metric) for key in keys]
