@@ -38,6 +38,10 @@ def test_a_choice_is_a_b_or_a_tie() -> None:
     assert parse_choice("둘이 비슷해요") == "tie"
     assert parse_choice("Both are fine") is None  # "Both" is not B
     assert parse_choice("") is None
+    # only the first non-empty line is read: not the rubric's next example after it
+    assert parse_choice("\n\n대화:\nA: 안녕") is None
+    assert parse_choice(" B\n\n대화:\nA: 안녕") == "b"
+    assert parse_point("\n 3\n점수: 5", SCALE) == "3"
 
 
 def _judge(replies: dict[str, str]) -> FakeBackend:

@@ -54,7 +54,10 @@ def gather(run_dir: Path | None, run: dict[str, Any], found: list[Record]) -> Ga
     info = run.get("judge")
     if info:
         ids = set(info.get("ids", []))
-        lines = [line for line in judged.read_judge(run_dir) if line["id"] in ids]
+        # read again by today's rules (judge.jsonl keeps the replies themselves)
+        lines = [{**line, "read": judges.read(line.get("mode", ""), line.get("reply", ""),
+                                              scale.points)}
+                 for line in judged.read_judge(run_dir) if line["id"] in ids]
         out.judge, out.judge_info = lines, info
         if info.get("mode") == "pointwise":
             # a point the scale no longer has (the task's scale changed) counts as unread

@@ -99,9 +99,8 @@ def _judge_run(run_dir: Path, task_path: str | Path | None, model: str | None,
                 Options(max_new_tokens=spec.max_new_tokens))
             for question, reply in zip(batch, replies, strict=True):
                 question["reply"] = reply[0].text
-                question["read"] = (judges.parse_point(reply[0].text, Scale.of(run).points)
-                                    if question["mode"] == "pointwise"
-                                    else judges.parse_choice(reply[0].text))
+                question["read"] = judges.read(question["mode"], reply[0].text,
+                                               Scale.of(run).points)
             judged.append_judge(run_dir, batch)
             if progress is not None:
                 progress(start + len(batch), len(todo))
@@ -109,7 +108,9 @@ def _judge_run(run_dir: Path, task_path: str | Path | None, model: str | None,
         if backend is None and opened:
             opened[0].close()
     lines = {line["id"]: line for line in judged.read_judge(run_dir)}
-    unparsed = sum(1 for q in questions if lines.get(q["id"], {}).get("read") is None)
+    points = Scale.of(run).points
+    unparsed = sum(1 for q in questions if q["id"] not in lines or judges.read(
+        q["mode"], lines[q["id"]].get("reply", ""), points) is None)
     run["judge"] = {"model": name, "fingerprint": fingerprint, "mode": spec.mode,
                     "ids": [q["id"] for q in questions]}
     records.write_run(run_dir, run)

@@ -2,6 +2,9 @@
 
 A reply that the rules cannot read is *unparsed*: it has no score (never 0) and is
 counted, so that a judge that mostly rambles shows as such instead of as a harsh judge.
+Only the reply's first non-empty line is read: a base model that answers and then goes
+on writing the rubric's next example ("1\n\n대화:\nA: ...") is read as "1", not also as
+speaker A.
 
 - pointwise: the first point of the scale that the reply names, read from its start
   (numbers as whole numbers: "4점" is 4, "14" and "3.5" are no point of 1-5; words not
@@ -21,8 +24,19 @@ TIE_WORDS = ("tie", "동점", "같음", "같다", "비슷", "무승부")
 FIELD = "judge"  # the record field and summary column of a pointwise judge's score
 
 
+def first_line(reply: str) -> str:
+    """The reply's first line that holds more than white space ("" if none)."""
+    return next((line for line in reply.splitlines() if line.strip()), "")
+
+
+def read(mode: str, reply: str, scale: Sequence[str]) -> str | None:
+    """What the rules read in a reply: a point (pointwise) or a, b, tie (pairwise)."""
+    return parse_point(reply, scale) if mode == "pointwise" else parse_choice(reply)
+
+
 def parse_point(reply: str, scale: Sequence[str]) -> str | None:
-    """The scale point a reply names first, or None."""
+    """The scale point the reply's first line names first, or None."""
+    reply = first_line(reply)
     found: list[tuple[int, str]] = []
     for point in scale:
         if point.isdigit():
@@ -39,7 +53,8 @@ def parse_point(reply: str, scale: Sequence[str]) -> str | None:
 
 
 def parse_choice(reply: str) -> str | None:
-    """"a", "b" or "tie", whichever the reply names first, or None."""
+    """"a", "b" or "tie", whichever the reply's first line names first, or None."""
+    reply = first_line(reply)
     found = []
     for choice, pattern in (("a", r"(?<![A-Za-z])A(?![A-Za-z])"),
                             ("b", r"(?<![A-Za-z])B(?![A-Za-z])")):
