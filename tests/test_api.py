@@ -145,6 +145,19 @@ def test_a_task_as_a_dict_with_a_dataframe(tmp_path, fake_model) -> None:
     assert (run.run_dir / "samples.jsonl").exists()
 
 
+def test_a_translation_summary_keeps_sacrebleus_signature_as_text(tmp_path, fake_backend
+                                                                   ) -> None:
+    fake_backend.respond = lambda prompt, setting, seed, index: "I am happy."
+    rows = [{"ko": "나는 행복하다.", "en": "I am happy."}, {"ko": "비가 온다.", "en": "It rains."}]
+    task = {"name": "ko_en", "kind": "translation", "data": rows,
+            "prompt": {"query": "{{ ko }} =>"}, "target": "{{ en }}"}
+    run = harness.run(task, model=harness.Model(fake_backend, "fake"), out=tmp_path)
+    signature = run.summary["bleu_signature"]
+    assert str(signature.dtype) == "string" and signature[0].startswith("nrefs:1")
+    assert run.summary["bleu"].dtype.kind == "f"
+    assert_frame_is_csv(run.summary, run.run_dir / "summary.csv")
+
+
 def test_a_dataframes_empty_cells_and_numbers(tmp_path, fake_model) -> None:
     frame = pd.DataFrame({"text": ["가", None, "다"], "label": ["기쁨", "슬픔", "분노"],
                           3: [1, 2, 3]})
