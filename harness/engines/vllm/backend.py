@@ -599,7 +599,8 @@ def check_heads(where: Path | str, parallel: Parallel) -> None:
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
     if heads and heads % parallel.tensor:
         raise HarnessError(
-            f"--tensor-parallel {parallel.tensor}: the model has {heads} attention heads, "
+            f"--tensor-parallel {parallel.tensor}: the model has {heads} attention "
+            f"head{'s' * (heads != 1)}, "
             f"which {parallel.tensor} GPUs cannot share evenly; use a divisor of {heads}"
         )
 
