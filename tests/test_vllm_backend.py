@@ -398,3 +398,51 @@ def test_data_parallel_grows_rows_per_call_and_local_copies():
     one = vllm_backend.VLLMBackend(engine, None, info, set(), Parallel())
     four = vllm_backend.VLLMBackend(engine, None, info, set(), Parallel(data=4))
     assert four.batch_rows(Setting("greedy", {})) == 4 * one.batch_rows(Setting("greedy", {}))
+
+
+# ---------------------------------------------------------------- harness doctor
+
+
+def test_doctor_checks_both_engines_and_ends_on_pass(vllm_tiny, hf_tiny, hf_model_dir,
+                                                     write_task):
+    from harness.tools.doctor import format_report, run_doctor
+
+    task = write_task(decoding={"presets": ["greedy", "beam", "top_p"], "max_new_tokens": 4},
+                      scoring="both")
+    figures = run_doctor(str(hf_model_dir), limit=2, tasks=(str(task),), raw=False,
+                         given={"hf": hf_tiny, "vllm": vllm_tiny})
+    assert [line.setting for line in figures["lines"]] == ["greedy", "beam", "top_p",
+                                                           "likelihood"]
+    top_p = figures["lines"][2]
+    assert [what for what, _ in top_p.checks] == [
+        "vllm: same samples again with the same seed",
+        "keyed draw: the transformers backend's samples"]
+    report = format_report(figures).splitlines()
+    assert report[0].startswith("GPU: none")
+    assert "model runner v1" in report[1] and "sampler keyed" in report[1]
+    assert report[-1] == "PASS: 6 checks"
+    assert not vllm_tiny.engine.closed  # engines passed in are left open
+
+
+def test_doctor_fails_where_the_engines_disagree(vllm_tiny, hf_tiny, hf_model_dir, write_task):
+    import dataclasses
+
+    from harness.tools.doctor import format_report, run_doctor
+
+    class Other:
+        """The transformers backend with every answer one character longer."""
+
+        name = "hf"
+
+        def __getattr__(self, name):
+            return getattr(hf_tiny, name)
+
+        def generate(self, *args):
+            return [[dataclasses.replace(g, raw=g.raw + "!") for g in rows]
+                    for rows in hf_tiny.generate(*args)]
+
+    task = write_task(decoding={"presets": ["greedy"], "max_new_tokens": 4})
+    figures = run_doctor(str(hf_model_dir), limit=1, tasks=(str(task),), raw=False,
+                         given={"hf": Other(), "vllm": vllm_tiny})
+    last = format_report(figures).splitlines()[-1]
+    assert last.startswith("FAIL: ") and "greedy: the same outputs on both engines" in last
