@@ -311,8 +311,9 @@ class _Recorder:
         from types import SimpleNamespace
 
         self.sent += [ids for ids, _ in requests]
+        self.params = [params for _, params in requests]
         done = SimpleNamespace(token_ids=[self.eos], logprobs=[{self.eos: SimpleNamespace(logprob=0.0)}])
-        return [SimpleNamespace(outputs=[done]) for _ in requests]
+        return [SimpleNamespace(outputs=[done] * params.n) for _, params in requests]
 
 
 def test_a_chat_templated_prompt_goes_to_vllm_with_one_bos(tmp_path):
@@ -446,3 +447,31 @@ def test_doctor_fails_where_the_engines_disagree(vllm_tiny, hf_tiny, hf_model_di
                          given={"hf": Other(), "vllm": vllm_tiny})
     last = format_report(figures).splitlines()[-1]
     assert last.startswith("FAIL: ") and "greedy: the same outputs on both engines" in last
+
+
+def test_on_vllms_sampler_a_prompt_is_one_seeded_request_with_n(hf_model_dir):
+    """What goes to vLLM when its own sampler draws (CUDA): the setting's arguments, ``n``
+    and the prompt's seed; the processor gets only what vLLM lacks."""
+    from harness.engines.contract import Parallel
+    from harness.engines.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(hf_model_dir))
+    engine = _Recorder(tokenizer.eos_token_id)
+    info = {"vocab_size": len(tokenizer), "device": "cuda", "sampler": "vllm"}
+    backend = vllm_backend.VLLMBackend(engine, tokenizer, info, {tokenizer.eos_token_id},
+                                       Parallel())
+    setting = Setting("s", {"do_sample": True, "top_p": 0.9, "num_return_sequences": 3,
+                            "no_repeat_ngram_size": 2, "repetition_penalty": 1.2})
+    seeds = seeded(PROMPTS[:2], 7)
+    made = backend.generate(PROMPTS[:2], setting, seeds, OPTIONS)
+    assert [len(rows) for rows in made] == [3, 3]
+    first, second = engine.params
+    assert (first.n, first.seed, second.seed) == (3, seeds[0], seeds[1])
+    assert (first.temperature, first.top_k, first.top_p, first.repetition_penalty) == (
+        1.0, 50, 0.9, 1.2)
+    assert first.extra_args == {"harness": {"no_repeat_ngram_size": 2}}
+    # typical_p, which vLLM lacks, takes the keyed draw: a request per returned sequence
+    backend.generate(PROMPTS[:2], Setting("t", {"do_sample": True, "typical_p": 0.8}), seeds,
+                     OPTIONS)
+    assert all(p.temperature == 0.0 and p.seed is None and "key" in p.extra_args["harness"]
+               for p in engine.params)

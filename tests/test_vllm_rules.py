@@ -131,6 +131,19 @@ def test_the_table_follows_requests_as_they_move():
         rules.validate({rules.EXTRA: {"temperature": 1.0}})
 
 
+def test_a_forced_continuation_leaves_its_next_token_alone_at_each_rows_step():
+    table = rules.Table(4, "cpu")
+    table.add(1, {rules.EXTRA: {"force": [7, 8, 9]}})
+    table.add(2, {rules.EXTRA: {"force": [3]}})
+    table.add(0, {rules.EXTRA: {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}})
+    scores = logits(3, 4)
+    out = rules.apply(scores.clone(), table, np.array([1, 0, 2]), None, None,
+                      torch.tensor([2, 0, 0]))
+    assert out[0].argmax() == 9 and int(torch.isfinite(out[0]).sum()) == 1
+    assert torch.equal(out[1], scores[1])
+    assert out[2].argmax() == 3 and int(torch.isfinite(out[2]).sum()) == 1
+
+
 # ---------------------------------------------------------------- the processors
 
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed")

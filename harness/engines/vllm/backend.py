@@ -132,6 +132,7 @@ class VLLMBackend:
         self.rows = (512 if info["device"] == "cuda" else 128) * max(1, parallel.data)
         self.sampler = info["sampler"]
         self.text = Text(tokenizer)
+        self.prefill = (0, 0)  # label ranking's last call: prompt tokens, those computed
 
     @classmethod
     def available(cls) -> str | None:
@@ -229,29 +230,50 @@ class VLLMBackend:
         return self._sequences(ids, setting, seeds, options)
 
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
-        """Each label's log-probability after each prompt, from the log-probabilities vLLM
-        gives a prompt's own tokens (the pairs tokenized as ``tokens.encode`` does)."""
-        from vllm import SamplingParams
+        """Each label's log-probability after each prompt (the pairs tokenized as
+        ``tokens.encode`` does).
 
+        Each (prompt, label) pair is a request for the prompt that generates the label's
+        tokens, forced by the processor (``force``); their log-probabilities come from the
+        raw logits. A request asking for ``prompt_logprobs`` gets no prefix-cache hits,
+        so each label would read the whole few-shot prompt again; this way the prompt is
+        read once, by the first label's request, and the others continue from its cache
+        (they are sent once it is done). ``prefill`` keeps the last call's prompt tokens
+        and those computed (not found in the cache).
+        """
         from harness.engines.tokens import encode
 
         encoded = encode(self.tokenizer, prompts, labels)
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
-                                detokenize=False, output_kind=_final())
         pairs = [pair for per_prompt in encoded for pair in per_prompt]
-        outputs = self.engine.many([(context + tail, params) for context, tail in pairs])
+        first = list(range(0, len(pairs), len(labels)))
+        rest = [i for i in range(len(pairs)) if i % len(labels)]
+        outputs: dict[int, Any] = {}
+        for wave in (first, rest):
+            answered = self.engine.many([(pairs[i][0], self._forced(pairs[i][1])) for i in wave])
+            outputs |= dict(zip(wave, answered, strict=True))
         sums = []
-        for (context, tail), output in zip(pairs, outputs, strict=True):
-            whole = context + tail
-            sums.append(sum(
-                output.prompt_logprobs[i][whole[i]].logprob
-                for i in range(len(context), len(whole))
-            ))
+        for i, (_, tail) in enumerate(pairs):
+            done = outputs[i].outputs[0]
+            if list(done.token_ids) != tail:
+                raise RuntimeError("the vLLM engine did not follow a label's tokens")
+            sums.append(sum(step[token].logprob
+                            for step, token in zip(done.logprobs, tail, strict=True)))
+        self.prefill = (sum(len(c) for c, _ in pairs),
+                        sum(len(c) - (outputs[i].num_cached_tokens or 0)
+                            for i, (c, _) in enumerate(pairs)))
         return [
             [LabelScore(label, sums[p * len(labels) + j], len(encoded[p][j][1]))
              for j, label in enumerate(labels)]
             for p in range(len(prompts))
         ]
+
+    def _forced(self, tokens: list[int]) -> Any:
+        """Parameters of a request that generates exactly ``tokens``."""
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=len(tokens), min_tokens=len(tokens), temperature=0.0,
+                              logprobs=0, ignore_eos=True, detokenize=False,
+                              output_kind=_final(), extra_args={EXTRA: {"force": tokens}})
 
     # ------------------------------------------------------------ generation
 

@@ -13,7 +13,10 @@ rows), on whatever device the logits are, in transformers' order and arithmetic:
 - banned words (token-id sequences): a word's last token is banned where its other
   tokens end the row (a one-token word always);
 - for a sampled row, transformers' warpers and the keyed draw (``sampling``), leaving
-  the drawn token alone possible.
+  the drawn token alone possible;
+- for a row that scores a given continuation (label ranking), that continuation's next
+  token alone possible, so that the engine reads it as it would generate it, on the
+  prompt's cached keys and values.
 
 Bans are written with ``scatter_reduce(amin)`` of -inf (a ban) or +inf (no ban), so that
 one tensor of candidates, repeats included, serves every row without a host sync.
@@ -187,7 +190,7 @@ def validate(extra_args: dict[str, Any] | None) -> None:
     if not isinstance(rules, dict):
         raise ValueError(f"extra_args[{EXTRA!r}] must be a mapping")
     unknown = set(rules) - {"repetition_penalty", "no_repeat_ngram_size", "bad_words_ids",
-                            "key", "warp"}
+                            "key", "warp", "force"}
     if unknown:
         raise ValueError(f"extra_args[{EXTRA!r}]: unknown rules {sorted(unknown)}")
 
@@ -213,6 +216,8 @@ class Table:
         self.nwords = np.zeros(slots, dtype=np.int64)
         self.words: list[list[list[int]]] = [[] for _ in range(slots)]
         self._table = np.full((slots, 1, 1), NO_TOKEN, dtype=np.int64)
+        self.nforced = np.zeros(slots, dtype=np.int64)  # tokens of a forced continuation
+        self._forced = np.zeros((slots, 1), dtype=np.int64)
         self._on_device: dict[str, Any] | None = None
 
     def _grow(self, slot: int) -> None:
@@ -232,6 +237,9 @@ class Table:
         self.words += [[] for _ in range(more)]
         pad = np.full((more, *self._table.shape[1:]), NO_TOKEN, dtype=np.int64)
         self._table = np.concatenate([self._table, pad])
+        self.nforced = np.concatenate([self.nforced, np.zeros(more, dtype=np.int64)])
+        self._forced = np.concatenate([self._forced, np.zeros((more, self._forced.shape[1]),
+                                                              dtype=np.int64)])
 
     def add(self, slot: int, extra_args: dict[str, Any] | None) -> bool:
         """Take a request's rules into ``slot`` (whatever was there before goes);
@@ -249,6 +257,7 @@ class Table:
         self.words[slot] = [list(w) for w in rules.get("bad_words_ids") or []]
         self.nwords[slot] = len(self.words[slot])
         self._write_words(slot)
+        self._write_forced(slot, list(rules.get("force") or []))
         self._on_device = None
         return bool(rules)
 
@@ -259,7 +268,8 @@ class Table:
     def move(self, source: int, target: int, swap: bool) -> None:
         """A request moved from ``source`` to ``target`` (the two swapped if ``swap``)."""
         self._grow(max(source, target))
-        for name in ("active", "penalty", "ngram", "keyed", "key", "warp", "nwords", "_table"):
+        for name in ("active", "penalty", "ngram", "keyed", "key", "warp", "nwords", "_table",
+                     "nforced", "_forced"):
             array = getattr(self, name)
             if swap:
                 array[[source, target]] = array[[target, source]]
@@ -288,11 +298,22 @@ class Table:
         for w, word in enumerate(words):
             self._table[slot, w, width - len(word):] = word
 
+    def _write_forced(self, slot: int, tokens: list[int]) -> None:
+        import numpy as np
+
+        if len(tokens) > self._forced.shape[1]:
+            wider = np.zeros((len(self.active), len(tokens)), dtype=np.int64)
+            wider[:, : self._forced.shape[1]] = self._forced
+            self._forced = wider
+        self._forced[slot] = 0
+        self._forced[slot, : len(tokens)] = tokens
+        self.nforced[slot] = len(tokens)
+
     def _device(self) -> dict[str, Any]:
         if self._on_device is None:
             self._on_device = {
                 name: torch.from_numpy(getattr(self, name)).to(self.device, non_blocking=False)
-                for name in ("penalty", "ngram", "key", "_table")
+                for name in ("penalty", "ngram", "key", "_table", "_forced")
             }
         return self._on_device
 
@@ -329,14 +350,22 @@ class Table:
 def apply(logits: Any, table: Table, slots: Any, tokens: Any, lengths: Any,
           steps: Any) -> Any:
     """The rules of the rows ``slots`` of ``table`` on ``logits`` (one row per slot, in
-    the same order), in place: the penalty and the bans, then the keyed draw of rows
-    that sample. ``tokens``, ``lengths``, ``steps``: each row's sequence, its length
+    the same order), in place: the penalty and the bans, then forced continuations and
+    the keyed draw of rows that sample. ``tokens``, ``lengths``, ``steps``: each row's sequence, its length
     and the tokens it generated so far (None where no rule reads the tokens)."""
     import numpy as np
+
+    from harness.engines.sampling import only
 
     index = torch.from_numpy(np.ascontiguousarray(slots)).to(logits.device)
     if tokens is not None:
         restrict(logits, table.rows(slots, index, tokens, lengths))
+    forced = np.nonzero(table.nforced[slots])[0]
+    if len(forced):
+        at = torch.from_numpy(forced).to(logits.device)
+        continuation = table._device()["_forced"]
+        step = steps[at].clamp(max=continuation.shape[1] - 1)
+        logits[at] = only(logits.index_select(0, at), continuation[index[at], step])
     keys = table._device()["key"][index]
     for warp, positions in table.draws(slots).items():
         if len(positions) == len(slots):
