@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from functools import cached_property
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -86,10 +86,12 @@ def load_model(
 class Run:
     """A finished run: its folder, run.json, and its outputs as records and DataFrames."""
 
-    def __init__(self, run_dir: Path, info: dict[str, Any], found: list[records.Record]) -> None:
+    def __init__(self, run_dir: Path, info: dict[str, Any], found: list[records.Record],
+                 summary: Summary | None = None) -> None:
         self.run_dir = run_dir
         self.info = info  # run.json
-        self.records = found  # the record contract (records.py), in the report's order
+        self.records = found  # the record contract (harness.records), in the report's order
+        self._summary = summary  # a run just made: the one its reports were written with
 
     @property
     def task(self) -> str:
@@ -109,6 +111,8 @@ class Run:
     def statistics(self) -> Summary:
         """Every number of the summary (intervals, tests of difference), as the report
         computes them: ``harness.scoring.summary.Summary``."""
+        if self._summary is not None:
+            return self._summary
         return report.summary_of(self.info, self.records)
 
     @cached_property
@@ -153,25 +157,20 @@ class Run:
 
 def _summary_html(summary: Summary) -> str:
     """The summary as an HTML table: each metric's value, interval and mark in one cell."""
-    shown = [m for m in summary.metrics if not m.count]
+    shown = tables.plain_metrics(summary)
     head = "".join(f"<th>{html.escape(name)}</th>"
                    for name in ["setting", "shots", *(m.name for m in shown)])
     body = []
     for row in summary.rows:
-        cells = [html.escape(str(row["setting"])), str(row["shots"])]
-        for m in shown:
-            interval = tables.fmt_interval(row.get(f"{m.name}_low"), row.get(f"{m.name}_high"),
-                                           m.name)
-            mark = tables.TERMINAL_MARKS[row.get(f"{m.name}_mark")]
-            cells.append(html.escape(f"{tables.fmt(row.get(m.name), m.name)} {interval} {mark}"
-                                     .rstrip()))
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        cells = [str(row["setting"]), str(row["shots"]),
+                 *(tables.plain_cell(row, m) for m in shown)]
+        body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def load(run_dir: str | Path) -> Run:
     """The ``Run`` of a finished run folder, read from its files without a model."""
-    run_dir = Path(run_dir)
+    run_dir = _path("run_dir", run_dir)
     info, found = records.load_run(run_dir)
     return Run(run_dir, info, found)
 
@@ -209,10 +208,12 @@ def run(
         overrides=pipeline.Overrides(
             shots=_numbers("shots", shots), presets=_names("presets", presets),
             seeds=_numbers("seed", seed), limit=limit,
-            model=None if given is not None or model is None else str(model),
+            model=given.name if given is not None else None if model is None else str(model),
+            # a Model's own tokenizer lays out chat turns, not the task's model field's
+            tokenizer=getattr(given.backend, "tokenizer", None) if given is not None else None,
         ),
-        backend=backend, device=device, fast=not plain, out=Path(out),
-        resume=_resume(resume), cache=cache,
+        backend=backend, device=device, fast=not plain, out=_path("out", out),
+        resume=_resume(resume), cache=cache, python=True,
     )
     try:
         finished = pipeline.run(config, backend=given.backend if given is not None else None)
@@ -220,7 +221,8 @@ def run(
         print(f"harness: interrupted; finished outputs are kept in {stop.run_dir}; "
               f"resume=\"{stop.run_dir}\" finishes the run", file=sys.stderr)
         raise
-    return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records)
+    return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records,
+               finished.summary)
 
 
 def load_task(task: str | Path | Mapping[str, Any]) -> spec.LoadedTask:
@@ -249,12 +251,16 @@ def fine_tune(data: str | Path, out: str | Path, *, model: str | Path | Model = 
     the command, with underscores: epochs, lr, batch_size, question_column, force, ..."""
     from harness.tools import finetune
 
-    known = sorted({f.name for f in fields(finetune.Config)} - {"data", "out", "model"})
+    kinds = {f.name: str(f.type) for f in fields(finetune.Config)}
+    known = sorted(set(kinds) - {"data", "out", "model"})
     for name in options:
         if name not in known:
             raise HarnessError(f"fine_tune: unknown option {name!r}; use {', '.join(known)}")
-    name = model.name if isinstance(model, Model) else str(model)
-    return finetune.finetune(finetune.Config(data=Path(data), out=Path(out), model=name, **options))
+    checked = {name: _option(name, kinds[name], value) for name, value in options.items()}
+    name = model.name if isinstance(model, Model) else str(_path("model", model, "a model's name"))
+    return finetune.finetune(finetune.Config(
+        data=_path("data", data, "a data file's path"), out=_path("out", out), model=name,
+        **checked))
 
 
 def _is_frame(value: Any) -> bool:
@@ -296,4 +302,29 @@ def _resume(value: bool | str | Path) -> Path | None:
         return pipeline.LATEST
     if value is False or value is None:
         return None
-    return Path(value)
+    return _path("resume", value, "True or a run folder")
+
+
+def _path(option: str, value: Any, expected: str = "a folder's path") -> Path:
+    """A path option (a str or a Path), or a one-line HarnessError naming the option."""
+    if isinstance(value, str | Path) and str(value):
+        return Path(value)
+    raise HarnessError(f"{option}: expected {expected}, got {value!r}")
+
+
+# fine_tune's options by the type finetune.Config declares for them
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (Integral,), "float": (Real,), "bool": (bool,), "str": (str,),
+}
+
+
+def _option(name: str, kind: str, value: Any) -> Any:
+    """One fine_tune option checked against its declared type (numpy's numbers too), so
+    that epochs="3" is one line, not a TypeError from inside the training loop."""
+    wanted = _OPTION_TYPES.get(kind)
+    if wanted is None:
+        return value
+    if not isinstance(value, wanted) or (isinstance(value, bool) and kind != "bool"):
+        article = "an" if kind == "int" else "a"
+        raise HarnessError(f"fine_tune: {name} expected {article} {kind}, got {value!r}")
+    return int(value) if kind == "int" else float(value) if kind == "float" else value

@@ -164,10 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return 130
     from harness.reports.tables import text
-    from harness.scoring.summary import Summary
 
-    spec = done.plan.task.spec
-    print(text(Summary(spec.kind, done.records, spec.labels, spec.metrics)))
+    print(text(done.summary))
     print(f"report: {done.run_dir / 'index.html'}")
     return 0
 
@@ -426,12 +424,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from harness.reports import report
     from harness.reports.tables import text
     from harness.runs.folders import rescore
 
     done = rescore(args.run_dir, args.task)
-    print(text(report.summary_of(done.run, done.records)))
+    print(text(done.summary))
     print(f"rescored {len(done.records)} outputs with {done.task_path}: {done.changed} changed")
     for note in done.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -16,6 +16,11 @@ def row(setting: str, shots: int, **values: float | None) -> dict:
     return {"setting": setting, "shots": shots, **base, **values}
 
 
+def likelihood_vs_repetition(summary: list[dict]) -> str | None:
+    """The registry's "versus" chart of repetition: mean log-prob against it."""
+    return charts.versus(summary, "repetition", "logprob", "likely vs varied")
+
+
 SUMMARY = [
     row("greedy", 0, accuracy=0.2, repetition=0.30, logprob=-0.4),
     row("greedy", 3, accuracy=0.6, repetition=0.25, logprob=-0.3),
@@ -26,7 +31,7 @@ SUMMARY = [
 CHARTS = {
     "metric_by_shots": lambda s: charts.metric_by_shots(s, "accuracy", ("always “중립”", 0.3)),
     "bars_by_setting": lambda s: charts.bars_by_setting(s, ["repetition", "distinct_2"]),
-    "likelihood_vs_repetition": charts.likelihood_vs_repetition,
+    "likelihood_vs_repetition": likelihood_vs_repetition,
     "answer_distribution": lambda s: charts.answer_distribution(
         ["references", *(f"{r['setting']} {r['shots']}" for r in s)],
         [[3, 1, 0], *([1, 1, 2] for _ in s)], ["기쁨", "슬픔", "no label"]),
@@ -70,7 +75,7 @@ def test_nothing_to_draw_is_no_chart() -> None:
     assert charts.metric_by_shots([row("greedy", 0, accuracy=None)], "accuracy") is None
     assert charts.bars_by_setting([], ["repetition"]) is None
     assert charts.bars_by_setting(SUMMARY, []) is None
-    assert charts.likelihood_vs_repetition([row("greedy", 0, logprob=None)]) is None
+    assert likelihood_vs_repetition([row("greedy", 0, logprob=None)]) is None
     assert charts.answer_distribution([], [], ["기쁨"]) is None
     assert charts.grouped_bars([], {}, "accuracy", "t") is None
 
@@ -97,7 +102,7 @@ def test_a_baseline_is_a_labelled_line() -> None:
 
 
 def test_rows_without_a_log_probability_are_left_out_of_the_trade_off() -> None:
-    svg = charts.likelihood_vs_repetition(
+    svg = likelihood_vs_repetition(
         [row("greedy", 0), row("beam", 0, logprob=None), row("top_p", 0, logprob=-2.0)]
     )
     assert ">greedy<" in svg and ">top_p<" in svg and ">beam<" not in svg

@@ -448,3 +448,25 @@ def test_generation_without_loops_draws_no_chart_of_zeros() -> None:
     assert ">distinct-2 (higher is better)<" in page
     assert ">repeated 3-gram rate (lower is better)<" not in page
     assert "chrF" not in page.split('id="summary"')[1].split("</table>")[0]  # no references
+
+
+def test_the_pages_figures_follow_the_metric_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chart given to a metric's registry entry is drawn with its caption; one taken
+    away is not drawn: the report chooses no chart by a metric's name."""
+    from dataclasses import replace
+
+    from harness.scoring import metrics
+
+    records = translation_records()
+    records[0] = {**records[0], "repetition": 0.25}
+    assert "How much each setting loops" in render_html(TRANSLATION, records)
+    changed = tuple(
+        replace(m, charts=()) if m.name == "repetition" else
+        replace(m, charts=(metrics.Chart("bars", "BLEU, one panel a setting."),))
+        if m.name == "bleu" else m
+        for m in metrics.METRICS
+    )
+    monkeypatch.setattr(metrics, "METRICS", changed)
+    page = render_html(TRANSLATION, records)
+    assert "How much each setting loops" not in page and "likely vs varied" not in page
+    assert "BLEU, one panel a setting." in page and ">BLEU (higher is better)<" in page

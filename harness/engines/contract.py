@@ -2,7 +2,7 @@
 
 A backend turns the prompts of one decoding setting into generations, ranks labels by
 log-probability, counts tokens and says how many prompts fit in a batch. Two implement
-it: transformers (``generate.HFBackend``) and vLLM (``vllm_backend.VLLMBackend``); tests
+it: transformers (``engines.hf.backend.HFBackend``) and vLLM (``engines.vllm.backend``); tests
 put a fake in their place. Nothing here imports torch.
 
 What a backend promises:

@@ -1,7 +1,7 @@
 """The record contract: one row of a run's output, and the files that hold a run.
 
-A record is a flat mapping, one per returned sequence, written as one line of
-``samples.jsonl``. The runner and the label ranking make them here; resume, rescore,
+A record (``record.Record``, a typed dict) is one returned sequence, written as one
+line of ``samples.jsonl``. The runner and the label ranking make them here; resume, rescore,
 the report and compare read them back through this module. Its fields:
 
     task, item, shots, setting, seed, sequence   which request, and which of its outputs
@@ -20,10 +20,12 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from harness.common import files
 from harness.errors import HarnessError
+from harness.records.record import FIELDS as FIELDS  # re-exported: the record contract
+from harness.records.record import Record as Record
 from harness.scoring import metrics
 
 if TYPE_CHECKING:
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
     from harness.tasks.prompts import Prompt
     from harness.tasks.spec import Task
 
-Record = dict[str, Any]
 RequestId = tuple[str, int | None, int, int]  # setting, seed, item, shots
 
 LIKELIHOOD = "likelihood"  # the setting name under which label ranking's answers appear
@@ -87,8 +88,8 @@ def ranked(task: Task, prompt: Prompt, scores: list[LabelScore]) -> Record:
 def scored(task: Task, record: Record) -> Record:
     """The record with its per-output scores (computed afresh from the record alone)."""
     kept = {k: v for k, v in record.items() if k not in metrics.SAMPLE_FIELDS}
-    return kept | metrics.score_sample(task.kind, record["output"], record["references"],
-                                       task.labels)
+    return cast(Record, kept | metrics.score_sample(task.kind, record["output"],
+                                                    record["references"], task.labels))
 
 
 def record_id(record: Record) -> RequestId:

@@ -133,14 +133,12 @@ def bars_by_setting(summary: list[Row], names: list[str]) -> str | None:
     return _svg(draw, (4.8 * len(names), 3.6))
 
 
-def likelihood_vs_repetition(summary: list[Row]) -> str | None:
-    """Mean log-probability against repetition: one point per setting and shot count.
-
-    Greedy and beam search sit high and to the right (likely but looping); sampling low
-    and to the left (varied but unlikely).
-    """
-    points = [row for row in summary
-              if row.get("logprob") is not None and row.get("repetition") is not None]
+def versus(summary: list[Row], x: str, y: str, title: str) -> str | None:
+    """One metric against another: a point per setting and shot count (the registry's
+    "versus" charts, such as mean log-probability against repetition, where greedy and
+    beam search sit high and to the right, likely but looping, and sampling low and to
+    the left, varied but unlikely)."""
+    points = [row for row in summary if row.get(x) is not None and row.get(y) is not None]
     if not points:
         return None
     settings = list(dict.fromkeys(row["setting"] for row in points))
@@ -149,19 +147,18 @@ def likelihood_vs_repetition(summary: list[Row]) -> str | None:
         ax = fig.add_subplot()
         for i, setting in enumerate(settings):
             rows = sorted((r for r in points if r["setting"] == setting), key=lambda r: r["shots"])
-            xs = [r["repetition"] for r in rows]
-            ys = [r["logprob"] for r in rows]
+            xs = [r[x] for r in rows]
+            ys = [r[y] for r in rows]
             ax.plot(xs, ys, linestyle=":", linewidth=1, color=color(i), alpha=0.7)
             ax.scatter(xs, ys, color=color(i), marker=_MARKERS[i % len(_MARKERS)], s=30,
                        label=setting, zorder=3)
             for r in rows:
-                ax.annotate(f"{r['shots']}", (r["repetition"], r["logprob"]),
-                            textcoords="offset points", xytext=(4, 3), fontsize=7,
-                            color=color(i))
-        ax.set_xlabel("repeated 3-gram rate (numbers: shots)")
-        ax.set_ylabel("mean log-prob per token")
-        ax.set_title("likely vs varied", loc="left")
-        lo, hi = min(r["repetition"] for r in points), max(r["repetition"] for r in points)
+                ax.annotate(f"{r['shots']}", (r[x], r[y]), textcoords="offset points",
+                            xytext=(4, 3), fontsize=7, color=color(i))
+        ax.set_xlabel(f"{label(x)} (numbers: shots)")
+        ax.set_ylabel(label(y))
+        ax.set_title(title, loc="left")
+        lo, hi = min(r[x] for r in points), max(r[x] for r in points)
         if hi - lo < 0.02:
             ax.set_xlim(lo - 0.05, hi + 0.05)
         _legend(ax, len(settings))

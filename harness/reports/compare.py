@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -18,17 +19,13 @@ from typing import Any
 
 from markupsafe import Markup
 
-from harness.reports import charts
 from harness.common import files
-from harness.scoring import metrics
-from harness.reports import report
-from harness.scoring import stats
-from harness.reports import tables
 from harness.errors import HarnessError
-from harness.records import load_run
+from harness.records import Record, load_run
+from harness.reports import charts, report, tables
+from harness.scoring import metrics, stats
 from harness.scoring.summary import Summary, paired
 
-Record = dict[str, Any]
 Key = tuple[str, int]  # (setting, shots)
 
 
@@ -76,14 +73,62 @@ def load_runs(folders: list[Path]) -> list[Run]:
                 f"{first.task.get('name')} ({first.kind}), {other.folder} is "
                 f"{other.task.get('name')} ({other.kind}); compare runs of one task"
             )
+    for line in pair_by_content(runs):
+        print(line, file=sys.stderr)
     common = set.intersection(*({r["item"] for r in run.records} for run in runs))
     if not common:
-        raise HarnessError("compare: the runs have no item in common")
+        raise HarnessError("compare: the runs have no item in common (by content: the "
+                           "items' fields and references differ)")
     kept = [r for run in runs for r in run.records if r["item"] in common]
     labels = metrics.scope_of(first.kind, kept, first.task.get("labels")).labels
     for run in runs:
         run.keep_items(common, labels)
     return runs
+
+
+def pair_by_content(runs: list[Run]) -> list[str]:
+    """Number every run's items as the first run numbers the same item, found by content
+    (run.json's ``item_digests``: the item's fields and references), so that a data file
+    changed between two runs (rows reordered, added or edited) pairs like with like.
+    Items with no match keep numbers of their own (past the first run's), and are left
+    out as any item not in every run is. The lines to print: how many matched, and why
+    any did not. Runs written before item digests are paired by position, as said."""
+    digests = [run.run.get("item_digests") for run in runs]
+    if not all(isinstance(d, list) for d in digests):
+        old = [str(run.folder) for run, d in zip(runs, digests) if not isinstance(d, list)]
+        return [f"note: compare: {', '.join(old)} records no item digests (an older run), so "
+                "items are paired by position, not by content"]
+    numbered: dict[tuple[str, int], int] = {}  # (digest, its nth copy) -> item number
+    for item, key in enumerate(_occurrences(digests[0])):
+        numbered[key] = item
+    spare = len(digests[0])
+    lines = []
+    for run, found in zip(runs[1:], digests[1:]):
+        renumber: dict[int, int] = {}
+        for item, key in enumerate(_occurrences(found)):
+            if key in numbered:
+                renumber[item] = numbered[key]
+            else:
+                renumber[item], spare = spare, spare + 1
+        run.records = [{**r, "item": renumber.get(r["item"], -1 - r["item"])}
+                       for r in run.records]
+        matched = sum(1 for n in renumber.values() if n < len(digests[0]))
+        lines.append(f"compare: {matched} of {run.letter}'s {len(found)} items match one of "
+                     f"A's {len(digests[0])} by content")
+        if matched < max(len(found), len(digests[0])):
+            lines.append(f"note: compare: items whose fields or references differ between A "
+                         f"and {run.letter} are left out ({run.folder})")
+    return lines
+
+
+def _occurrences(digests: list[str]) -> list[tuple[str, int]]:
+    """Each digest with its copy number, so that two equal items pair with two."""
+    seen: dict[str, int] = defaultdict(int)
+    keys = []
+    for digest in digests:
+        keys.append((digest, seen[digest]))
+        seen[digest] += 1
+    return keys
 
 
 def compare(folders: list[Path], out: Path | None = None) -> Path:
@@ -148,7 +193,8 @@ def _change(base: Run, other: Run, key: Key, metric: metrics.Metric) -> stats.Di
     if a is None or b is None or key not in a.cells or key not in b.cells:
         return None
     found = paired(metric, a.scope, a.cells[key], b.cells[key])
-    return None if found.items == 0 else found
+    # no change to report (not "nan with p = 1.0") when there is no value to compare
+    return None if found.items == 0 or math.isnan(found.diff) else found
 
 
 def mark(metric: metrics.Metric, difference: stats.Difference, p_holm: float) -> str:
@@ -208,7 +254,7 @@ def render(runs: list[Run], keys: list[Key], columns: list[str],
     first = runs[0]
     kind = first.kind
     rows, items = differing_items(runs)
-    marks = kind in ("classification", "qa")
+    marks = kind in metrics.RIGHT_OR_WRONG
     main = columns[0]
     groups = [f"{s} {k}-shot" for s, k in keys]
     chart = charts.grouped_bars(
@@ -248,7 +294,7 @@ def write_csv(path: Path, runs: list[Run], keys: list[Key], columns: list[str],
         change = f"{r.letter}-{base}"
         header += [change, f"{change} low", f"{change} high", f"{change} p",
                    f"{change} p Holm", f"{change} test"]
-    blank = lambda v: "" if v is None else v
+    blank = lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
     with path.open("w", encoding="utf-8-sig", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)

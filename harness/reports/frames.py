@@ -64,4 +64,12 @@ def items(frame: Any, source: str) -> list[dict[str, Any]]:
     if len(set(names)) != len(names):
         raise HarnessError(f"{source}: the DataFrame's columns need distinct names")
     filled = frame.astype(object).where(frame.notna(), "")
-    return [dict(zip(names, row)) for row in filled.itertuples(index=False, name=None)]
+    return [{name: _python(value) for name, value in zip(names, row)}
+            for row in filled.itertuples(index=False, name=None)]
+
+
+def _python(value: Any) -> Any:
+    """numpy's scalars (in a column of mixed types) as Python's own numbers and text."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value

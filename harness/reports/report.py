@@ -20,13 +20,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from harness.reports import charts
 from harness.common import files
-from harness.scoring import labels
-from harness.scoring import metrics
-from harness.scoring import stats
-from harness.reports import tables
 from harness.records import Record
+from harness.reports import charts, tables
+from harness.scoring import labels, metrics, stats
 
 # report.summarize: the summary rows that summary.csv, the page and the API share
 from harness.scoring.summary import Summary, summarize  # noqa: F401
@@ -126,7 +123,7 @@ def render_html(run: dict[str, Any], records: list[Record],
     summary = summary or summary_of(run, records)
     settings = list(dict.fromkeys(r["setting"] for r in records))
     shots = sorted({r["shots"] for r in records})
-    marks = kind in ("classification", "qa")
+    marks = kind in metrics.RIGHT_OR_WRONG  # kinds whose answers are right or wrong
     classification = kind == "classification"
     # What review.js draws: rows × cols of cells per item; each row and column carries the
     # values the filters match (setting, shots); marks: whether outputs are right/wrong.
@@ -217,8 +214,8 @@ def grouped_outputs(records: list[Record]) -> list[dict[str, Any]]:
             "lp": _round(record.get("mean_logprob")),
             "n": 1,
         }
-        if record.get("correct") is not None:
-            entry["ok"] = int(record["correct"])
+        if (correct := record.get("correct")) is not None:
+            entry["ok"] = int(correct)
         if "predicted" in record:
             entry["p"] = record["predicted"]
         if record.get("label_logprobs"):
@@ -292,58 +289,51 @@ def _totals(records: list[Record]) -> dict[str, int]:
 
 VISIBLE = 0.01  # the smallest rate worth a panel of bars from 0 to 1
 BASELINE_NOTE = " The dashed line is what always answering the commonest reference scores."
-CAPTIONS = {
-    "by_shots": "Each setting's {metric} against shot count, with 95% intervals over items: "
-                "does showing examples help, and which decoding gains most from them?",
-    "macro_f1": "Macro-F1 (each label's F1, averaged) against shot count: unlike accuracy, "
-                "answering the commonest label every time scores low here.",
-    "answers": "The share of answers naming each label, per setting and shot count, under the "
-               "references' own distribution: a setting that gives one label for everything "
-               "shows as one colour.",
-    "repetition": "How much each setting loops (repeated word 3-grams within an output; "
-                  "lower is better), with 95% intervals.",
-    "distinct_2": "How varied each setting's outputs are (distinct word pairs over all "
-                  "outputs), with 95% intervals.",
-    "trade_off": "The trade-off between likely and varied text: greedy and beam search sit "
-                 "high (likely) and often to the right (looping); sampling lower and to the "
-                 "left.",
-}
+BY_SHOTS = ("Each setting's {metric} against shot count, with 95% intervals over items: "
+            "does showing examples help, and which decoding gains most from them?")
+ANSWERS = ("The share of answers naming each label, per setting and shot count, under the "
+           "references' own distribution: a setting that gives one label for everything "
+           "shows as one colour.")
+
+Figure = tuple[str | None, str, str]  # svg, css class, caption
 
 
 def figures(summary: Summary, baseline: labels.Baseline | None) -> list[dict[str, Any]]:
-    """The report's figures that fit the task's kind, with their captions; a chart that could only
-    show zeros, or nothing, is left out."""
+    """The report's figures: the main metric against shot count, then the charts the
+    registry gives the summary's metrics (``Metric.charts``), with their captions, and
+    for classification what each setting answers. A chart that could only show zeros,
+    or nothing, is left out."""
     rows = summary.rows
-    main = summary.columns[0]
-    made: list[tuple[str | None, str, str]] = []
-    caption = CAPTIONS["by_shots"].format(metric=charts.label(main))
-    line = _baseline_line(baseline, main)
-    made.append((charts.metric_by_shots(rows, main, line), "",
-                 caption + (BASELINE_NOTE if line else "")))
+    main = summary.metrics[0]
+    charted = [(metric, chart) for metric in summary.metrics for chart in metric.charts]
+    made = [_by_shots(rows, main, BY_SHOTS.format(metric=charts.label(main.name)), baseline)]
+    made += [_by_shots(rows, metric, chart.caption, baseline) for metric, chart in charted
+             if chart.kind == "shots" and metric is not main]
     if summary.kind == "classification":
-        if main != "macro_f1" and "macro_f1" in summary.columns:
-            line = _baseline_line(baseline, "macro_f1")
-            made.append((charts.metric_by_shots(rows, "macro_f1", line), "",
-                         CAPTIONS["macro_f1"] + (BASELINE_NOTE if line else "")))
-        made.append((_answer_chart(summary), "tall", CAPTIONS["answers"]))
-    else:
-        # a rate under VISIBLE in every cell would draw an empty panel
-        varied = [m for m in ("repetition", "distinct_2")
-                  if m in summary.columns and any((row.get(m) or 0) >= VISIBLE for row in rows)]
-        made.append((charts.bars_by_setting(rows, varied), "wide" if len(varied) > 1 else "",
-                     " ".join(CAPTIONS[m] for m in varied)))
-        if "repetition" in varied and "logprob" in summary.columns:
-            made.append((charts.likelihood_vs_repetition(rows), "", CAPTIONS["trade_off"]))
+        made.append((_answer_chart(summary), "tall", ANSWERS))
+    # a rate under VISIBLE in every cell would draw an empty panel
+    bars = [(metric, chart) for metric, chart in charted if chart.kind == "bars"
+            and any((row.get(metric.name) or 0) >= VISIBLE for row in rows)]
+    made.append((charts.bars_by_setting(rows, [metric.name for metric, _ in bars]),
+                 "wide" if len(bars) > 1 else "", " ".join(chart.caption for _, chart in bars)))
+    shown = {metric.name for metric, _ in bars}
+    made += [(charts.versus(rows, metric.name, chart.other, chart.title), "", chart.caption)
+             for metric, chart in charted if chart.kind == "versus"
+             and metric.name in shown and chart.other in summary.columns]
     return [{"svg": Markup(svg), "css": css, "caption": caption}
             for svg, css, caption in made if svg]
 
 
-def _baseline_line(baseline: labels.Baseline | None, metric: str) -> tuple[str, float] | None:
-    """The majority baseline of accuracy or macro-F1, as a labelled line."""
-    if baseline is None or metric not in ("accuracy", "macro_f1"):
-        return None
-    value = baseline.accuracy if metric == "accuracy" else baseline.macro_f1
-    return f"always {baseline.name}: {value:.3f}", value
+def _by_shots(rows: list[dict[str, Any]], metric: metrics.Metric, caption: str,
+              baseline: labels.Baseline | None) -> Figure:
+    """A metric against shot count, with the majority baseline's line where the
+    registry gives the metric one."""
+    line = None
+    if baseline is not None and metric.baseline:
+        value = getattr(baseline, metric.baseline)
+        line = f"always {baseline.name}: {value:.3f}", value
+    return (charts.metric_by_shots(rows, metric.name, line), "",
+            caption + (BASELINE_NOTE if line else ""))
 
 
 def _answer_chart(summary: Summary) -> str | None:

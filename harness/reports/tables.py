@@ -10,9 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from harness.scoring import labels
-from harness.scoring import metrics
-from harness.scoring import stats
+from harness.scoring import labels, metrics, stats
 from harness.scoring.summary import Comparison, Key, Summary
 
 MARK_HELP = {
@@ -211,23 +209,29 @@ def text(summary: Summary, width: int = 4) -> str:
     """The summary for the terminal: the first ``width`` metrics with their intervals,
     grouped by shot count and marked (* best, v significantly worse), then the
     significant differences of the main metric."""
-    shown = [m for m in summary.metrics if not m.count][:width]
+    shown = plain_metrics(summary)[:width]
     header = ["setting", "shots", *(m.name for m in shown)]
-    lines_in: list[list[str]] = []
-    for k in summary.shots:
-        for row in (r for r in summary.rows if r["shots"] == k):
-            values = []
-            for m in shown:
-                interval = fmt_interval(row.get(f"{m.name}_low"), row.get(f"{m.name}_high"),
-                                        m.name)
-                mark = TERMINAL_MARKS[row.get(f"{m.name}_mark")]
-                values.append(f"{fmt(row.get(m.name), m.name)} {interval} {mark}".rstrip())
-            lines_in.append([row["setting"], str(k), *values])
+    lines_in = [[row["setting"], str(k), *(plain_cell(row, m) for m in shown)]
+                for k in summary.shots for row in summary.rows if row["shots"] == k]
     widths = [max(len(x) for x in col) for col in zip(header, *lines_in, strict=True)]
     table = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
              for line in [header, *lines_in]]
     table.append(LEGEND)
     return "\n".join(table + findings(summary))
+
+
+def plain_metrics(summary: Summary) -> list[metrics.Metric]:
+    """The metrics a plain summary shows (the terminal's, the notebook's): all but counts."""
+    return [m for m in summary.metrics if not m.count]
+
+
+def plain_cell(row: dict[str, Any], metric: metrics.Metric) -> str:
+    """A summary cell as plain text: value, interval and mark (* best, v significantly
+    worse), as the terminal and a notebook show it."""
+    name = metric.name
+    interval = fmt_interval(row.get(f"{name}_low"), row.get(f"{name}_high"), name)
+    mark = TERMINAL_MARKS[row.get(f"{name}_mark")]
+    return f"{fmt(row.get(name), name)} {interval} {mark}".rstrip()
 
 
 def findings(summary: Summary) -> list[str]:

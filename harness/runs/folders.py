@@ -17,8 +17,9 @@ from harness.errors import HarnessError
 from harness.records import Record
 from harness.reports import report
 from harness.scoring import metrics
+from harness.scoring.summary import Summary
 from harness.tasks.prompts import Templates, build_prompts
-from harness.tasks.spec import load_task
+from harness.tasks.spec import LoadedTask, load_task
 
 # The task fields a rescore takes from the task file; the others describe how the
 # outputs were made, which a rescore does not change.
@@ -45,6 +46,7 @@ class Rescored:
     records: list[Record]
     task_path: Path
     changed: int  # outputs whose references or scores changed
+    summary: Summary  # the one the rewritten report shows
     notes: list[str] = field(default_factory=list)
 
 
@@ -71,6 +73,36 @@ def rescore(run_dir: str | Path, task_path: str | Path | None = None) -> Rescore
 def _rescore(run_dir: Path, run: dict[str, Any], found: list[Record],
              task_path: str | Path | None) -> Rescored:
     path = Path(task_path) if task_path is not None else _task_path(run, run_dir)
+    task = _same_task(path, run, run_dir)
+    fresh, changed = _scored_again(path, task, found)
+    old, notes = run["task"], []
+    ranked = any(r["setting"] == records.LIKELIHOOD for r in found)
+    if ranked and task.spec.labels != old.get("labels"):
+        notes.append(
+            "the likelihood setting ranked the labels of the run, not the new ones; run the "
+            "task again to rank those"
+        )
+    dumped = task.spec.model_dump(mode="json")
+    run["task"] = {**old, **{k: dumped.get(k) for k in SCORING_FIELDS}}
+    run["rescored"] = {
+        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "task_path": str(path),
+        "changed": changed,
+    }
+    try:
+        records.write_samples(run_dir / "samples.jsonl", fresh)
+        records.write_run(run_dir, run)
+        summary = report.write_all(run_dir, run, fresh)
+    except OSError as exc:
+        raise HarnessError(
+            f"rescore {run_dir}: cannot write there ({files.reason(exc)}); the outputs are "
+            "all kept: free some space and rescore again, which rewrites every file"
+        ) from None
+    return Rescored(run, fresh, path, changed, summary, notes)
+
+
+def _same_task(path: Path, run: dict[str, Any], run_dir: Path) -> LoadedTask:
+    """The task file at ``path``, once it is known to be the run's task, of its kind."""
     task = load_task(path)
     spec, old = task.spec, run["task"]
     if spec.name != old.get("name"):
@@ -83,6 +115,13 @@ def _rescore(run_dir: Path, run: dict[str, Any], found: list[Record],
             f"{old.get('kind')}; run the task again"
         )
     build_prompts(task, [0])  # the task's checks: references among the labels, and so on
+    return task
+
+
+def _scored_again(path: Path, task: LoadedTask, found: list[Record]) -> tuple[list[Record], int]:
+    """Each record with the task's references and scores as they are now, and how many
+    changed; a record whose item the data no longer has, or whose prompt it no longer
+    gives, stops the rescore."""
     templates = Templates(task, [0])
     items = task.items
     fresh: list[Record] = []
@@ -103,34 +142,11 @@ def _rescore(run_dir: Path, run: dict[str, Any], found: list[Record],
                     "data or prompt.query changed); run the task again"
                 )
             checked.add(index)
-        new = records.scored(spec, {**record, "references": templates.references(items[index])})
+        new = records.scored(task.spec, record | {"references": templates.references(items[index])})
         changed += any(new.get(k) != record.get(k)
                        for k in (*metrics.SAMPLE_FIELDS, "references"))
         fresh.append(new)
-
-    notes = []
-    if any(r["setting"] == records.LIKELIHOOD for r in found) and spec.labels != old.get("labels"):
-        notes.append(
-            "the likelihood setting ranked the labels of the run, not the new ones; run the "
-            "task again to rank those"
-        )
-    dumped = spec.model_dump(mode="json")
-    run["task"] = {**old, **{k: dumped.get(k) for k in SCORING_FIELDS}}
-    run["rescored"] = {
-        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "task_path": str(path),
-        "changed": changed,
-    }
-    try:
-        records.write_samples(run_dir / "samples.jsonl", fresh)
-        records.write_run(run_dir, run)
-        report.write_all(run_dir, run, fresh)
-    except OSError as exc:
-        raise HarnessError(
-            f"rescore {run_dir}: cannot write there ({files.reason(exc)}); the outputs are "
-            "all kept: free some space and rescore again, which rewrites every file"
-        ) from None
-    return Rescored(run, fresh, path, changed, notes)
+    return fresh, changed
 
 
 def _task_path(run: dict[str, Any], run_dir: Path) -> Path:

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from harness import records
 from harness.common import files
@@ -29,9 +30,10 @@ from harness.reports import report
 from harness.runs import runner
 from harness.runs.cache import ResultCache, open_cache
 from harness.runs.cache import scope as cache_scope
+from harness.scoring.summary import Summary
 from harness.tasks import chat, context
 from harness.tasks.decoding import Setting, expand
-from harness.tasks.prompts import Prompt, build_prompts
+from harness.tasks.prompts import Prompt, build_prompts, item_digest
 from harness.tasks.spec import LoadedTask, load_task, seed_problem, shots_problem
 
 
@@ -45,6 +47,7 @@ class Overrides:
     limit: int | None = None
     model: str | None = None
     chat: str | None = None  # none, turns or single (--chat)
+    tokenizer: Any = None  # a loaded model's, for its chat template (else --model's is read)
 
 
 @dataclass
@@ -125,7 +128,8 @@ def prepare(task: str | Path | LoadedTask, overrides: Overrides | None = None) -
     if mode != "none":
         from harness.engines.models import load_tokenizer
 
-        prompts = chat.templated(task, prompts, mode, load_tokenizer(model), model, shots)
+        tokenizer = overrides.tokenizer if overrides.tokenizer is not None else load_tokenizer(model)
+        prompts = chat.templated(task, prompts, mode, tokenizer, model, shots)
     requests = runner.plan(prompts, settings, seeds)
     return Plan(task, prompts, settings, seeds, requests, options, model, mode)
 
@@ -212,6 +216,8 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "task": plan.task.spec.model_dump(mode="json"),
         "shots": sorted({p.shots for p in plan.prompts}),
         "items": len({p.item for p in plan.prompts}),
+        # each item's content (fields and references): compare pairs runs' items by it
+        "item_digests": item_digests(plan),
         "settings": [{"name": s.name, "args": s.args} for s in plan.settings]
         + ([{"name": LIKELIHOOD, "args": {"scoring": "likelihood"}}]
            if plan.likelihood else []),
@@ -236,6 +242,12 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "n_outputs": plan.n_outputs,
         "plan_id": plan_id(plan),
     }
+
+
+def item_digests(plan: Plan) -> list[str]:
+    """``prompts.item_digest`` of each item the plan asks about, in item order."""
+    references = {p.item: p.references for p in plan.prompts}
+    return [item_digest(plan.task.items[i], references[i]) for i in sorted(references)]
 
 
 def plan_id(plan: Plan) -> str:
@@ -300,15 +312,22 @@ def kept_records(
     return [r for r in found if records.record_id(r) in done]
 
 
-def execute(
+def execute(plan: Plan, backend: Backend, run_dir: Path, *rest: Any,
+            **named: Any) -> list[records.Record]:
+    """``executed``, for a caller that wants only the records."""
+    return executed(plan, backend, run_dir, *rest, **named)[0]
+
+
+def executed(
     plan: Plan,
     backend: Backend,
     run_dir: Path,
     cache: ResultCache | None = None,
     done: list[records.Record] | None = None,
     batches: list[list[runner.Request]] | None = None,
-) -> list[records.Record]:
-    """Generate every output not in ``done`` into run_dir, then write the reports.
+) -> tuple[list[records.Record], Summary]:
+    """Generate every output not in ``done`` into run_dir, then write the reports: the
+    run's records and the summary the reports show, made once for all who show it.
 
     run.json is written first, so an interrupted run can be resumed; outputs are
     appended to samples.jsonl a batch at a time. ``done`` holds whole batches (see
@@ -343,8 +362,7 @@ def execute(
     }
     run = run_metadata(plan, backend, timings)
     records.write_run(run_dir, run)
-    report.write_all(run_dir, run, made)
-    return made
+    return made, report.write_all(run_dir, run, made)
 
 
 # ---------------------------------------------------------------- harness run, whole
@@ -365,6 +383,7 @@ class RunConfig:
     out: Path = Path("reports")
     resume: Path | None = None  # a run folder, or LATEST
     cache: bool = True
+    python: bool = False  # called from Python (harness.run): errors say how to resume there
 
 
 @dataclass
@@ -372,6 +391,7 @@ class Finished:
     plan: Plan
     run_dir: Path
     records: list[records.Record]
+    summary: Summary  # the one the reports show: the console and the API show it too
 
 
 class Interrupted(KeyboardInterrupt):
@@ -395,7 +415,6 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
     says how to resume.
     """
     from harness.engines import registry
-    from harness.engines.models import cache_root
 
     plan = prepare(config.task, config.overrides)
     say(plan.describe())
@@ -404,61 +423,98 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
     registry.check(registry.engine(engine) if backend is None else type(backend),
                    plan.settings, plan.options)
     with contextlib.ExitStack() as stack:
-        run_dir = config.resume
-        if run_dir is not None:
-            if run_dir == LATEST:
-                run_dir = latest_run(config.out, plan.task.spec.name)
-            what = f"--resume {run_dir}"
-            if not (run_dir / "run.json").is_file():
-                raise HarnessError(f"{what}: not a run folder (no readable run.json)")
-            stack.enter_context(files.locked(run_dir, what))
-            try:
-                files.probe(run_dir)
-            except OSError as exc:
-                raise HarnessError(f"{what}: cannot write there ({files.reason(exc)})") from None
-        else:
-            check_writable(config.out)
-        cache = open_cache(cache_root() / "results.sqlite") if config.cache else None
-        if cache is not None:
-            stack.callback(cache.close)
+        resumed = _claim_resumed(config, plan, stack)
+        cache = _open_result_cache(config, stack)
         if backend is None:
             backend = registry.open_backend(engine, plan.model, config.device, fast=config.fast,
                                            parallel=config.parallel)
             stack.callback(backend.close)
         info = backend.describe()
-        say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "
-            f"{backend.name}, ready in {info.get('load_s', 0.0):.1f} s")
-        if cache is not None and not info.get("fingerprint"):
-            say("harness: warning: the model's files or hub revision cannot be identified, "
-                "so the result cache is not used for this run")
-            cache.close()
-            cache = None
-        if plan.chat == "none" and info.get("chat_template"):
-            say(chat.PLAIN_NOTE)
-        plan = fit_to_context(plan, backend.count_tokens, info.get("context_length"))
-        for cut in plan.cuts:
-            say(f"cut item {cut.item + 1} ({cut.shots} shots) from the left: {cut.tokens} "
-                f"tokens -> {cut.kept}, to fit the model's context (too_long: cut_left)")
+        cache = _ready(plan, backend, info, cache)
+        plan = _fitted(plan, backend, info)
         batches = runner.layout(plan.requests, backend)
-        if run_dir is not None:
-            # after the cuts: they are part of what the earlier run was asked
-            found = earlier_records(run_dir, plan)
-            check_same_model(run_dir, backend)
-            done = kept_records(found, plan, batches)
-            _rewrite_samples(run_dir, done, found)
-            say(f"resuming {run_dir}: {len(done)} of {plan.n_outputs} outputs done")
-            fresh = False
-        else:
-            run_dir = new_run_dir(config.out, plan.task.spec.name)
-            stack.enter_context(files.locked(run_dir, f"--out {run_dir}"))
-            done, fresh = [], True
+        run_dir, done = _run_dir(config, plan, backend, batches, resumed, stack)
         try:
-            made = execute(plan, backend, run_dir, cache, done, batches)
+            made, summary = executed(plan, backend, run_dir, cache, done, batches)
         except KeyboardInterrupt:
             raise Interrupted(run_dir) from None
         except BaseException as exc:
-            raise _failed(config, plan, batches, run_dir, fresh, exc) from None
-    return Finished(plan, run_dir, made)
+            raise _failed(config, plan, batches, run_dir, resumed is None, exc) from None
+    return Finished(plan, run_dir, made, summary)
+
+
+def _claim_resumed(config: RunConfig, plan: Plan, stack: contextlib.ExitStack) -> Path | None:
+    """The run folder ``--resume`` names, locked and known writable; without --resume,
+    None once the reports folder is known writable (both before any model loads)."""
+    run_dir = config.resume
+    if run_dir is None:
+        check_writable(config.out)
+        return None
+    if run_dir == LATEST:
+        run_dir = latest_run(config.out, plan.task.spec.name)
+    what = f"--resume {run_dir}"
+    if not (run_dir / "run.json").is_file():
+        raise HarnessError(f"{what}: not a run folder (no readable run.json)")
+    stack.enter_context(files.locked(run_dir, what))
+    try:
+        files.probe(run_dir)
+    except OSError as exc:
+        raise HarnessError(f"{what}: cannot write there ({files.reason(exc)})") from None
+    return run_dir
+
+
+def _open_result_cache(config: RunConfig, stack: contextlib.ExitStack) -> ResultCache | None:
+    """The result cache (closed with ``stack``), unless the run is told not to use it or
+    none can be had."""
+    from harness.engines.models import cache_root
+
+    cache = open_cache(cache_root() / "results.sqlite") if config.cache else None
+    if cache is not None:
+        stack.callback(cache.close)
+    return cache
+
+
+def _ready(plan: Plan, backend: Backend, info: dict[str, Any],
+           cache: ResultCache | None) -> ResultCache | None:
+    """Say which model is ready, and what of it matters; the cache to use, which is none
+    for a model whose files cannot be identified (its key would not tell models apart)."""
+    say(f"model {info.get('name')} on {info.get('device')} ({info.get('dtype')}) with "
+        f"{backend.name}, ready in {info.get('load_s', 0.0):.1f} s")
+    if cache is not None and not info.get("fingerprint"):
+        say("harness: warning: the model's files or hub revision cannot be identified, "
+            "so the result cache is not used for this run")
+        cache.close()
+        cache = None
+    if plan.chat == "none" and info.get("chat_template"):
+        say(chat.PLAIN_NOTE)
+    return cache
+
+
+def _fitted(plan: Plan, backend: Backend, info: dict[str, Any]) -> Plan:
+    """The plan fitted to the model's context, saying which prompts were cut."""
+    plan = fit_to_context(plan, backend.count_tokens, info.get("context_length"))
+    for cut in plan.cuts:
+        say(f"cut item {cut.item + 1} ({cut.shots} shots) from the left: {cut.tokens} "
+            f"tokens -> {cut.kept}, to fit the model's context (too_long: cut_left)")
+    return plan
+
+
+def _run_dir(config: RunConfig, plan: Plan, backend: Backend,
+             batches: list[list[runner.Request]], resumed: Path | None,
+             stack: contextlib.ExitStack) -> tuple[Path, list[records.Record]]:
+    """Where the run writes, locked, and the outputs it has already: a resumed folder's
+    whole batches (after the cuts: they are part of what the earlier run was asked), or
+    a new folder and none."""
+    if resumed is None:
+        run_dir = new_run_dir(config.out, plan.task.spec.name)
+        stack.enter_context(files.locked(run_dir, f"--out {run_dir}"))
+        return run_dir, []
+    found = earlier_records(resumed, plan)
+    check_same_model(resumed, backend)
+    done = kept_records(found, plan, batches)
+    _rewrite_samples(resumed, done, found)
+    say(f"resuming {resumed}: {len(done)} of {plan.n_outputs} outputs done")
+    return resumed, done
 
 
 def _rewrite_samples(run_dir: Path, kept: list[records.Record],
@@ -497,7 +553,8 @@ def _failed(config: RunConfig, plan: Plan, batches: list[list[runner.Request]], 
             return HarnessError(f"--out {run_dir.parent}: cannot write the run there "
                                 f"({files.reason(exc)}); nothing was kept")
         return exc
-    resume = f"harness run {config.task} --resume {run_dir}"
+    resume = (f'harness.run(task, resume="{run_dir}")' if config.python
+              else f"harness run {config.task} --resume {run_dir}")
     if isinstance(exc, HarnessError):
         return HarnessError(f"{exc} (the {len(kept)} outputs finished so far are kept in "
                             f"{run_dir}; {resume} finishes the run)")

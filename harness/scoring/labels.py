@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.scoring import corpus, metrics, stats
-from harness.scoring.metrics import Record
 from harness.scoring.summary import Key, Summary
+
+if TYPE_CHECKING:
+    from harness.records.record import Record  # the record contract, a layer above
 
 NO_LABEL = "no label"  # the confusion matrix's last column: answers that name no label
 

@@ -3,20 +3,22 @@
 An entry says which task kinds show it, how one output is scored (the record field it
 writes), how outputs add up (a mean of that field, a corpus statistic from summed
 counts, or distinct n-grams), which way is better, its help text, chart label and
-digits. The summary and its intervals, summary.csv, the report's help and charts, the
-schema, `metrics:` validation and `harness list` all read it; adding a metric is adding
-an entry.
+digits, the report's figures of it with their captions, and its majority-class
+baseline. The summary and its intervals, summary.csv, the report's help and charts,
+the schema, `metrics:` validation and `harness list` all read it; adding a metric is
+adding an entry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 
 from harness.scoring import corpus
+from harness.scoring.kinds import KINDS, Kind  # noqa: F401 (Kind: importable from here)
 from harness.scoring.textscores import (  # noqa: F401 (the scorers, importable from here as before)
     char_f1,
     contains_answer,
@@ -28,9 +30,10 @@ from harness.scoring.textscores import (  # noqa: F401 (the scorers, importable 
     repeated_ngram_rate_ids,
 )
 
-KINDS = ("classification", "qa", "translation", "generation")
+if TYPE_CHECKING:
+    from harness.records.record import Record  # the record contract, a layer above
+
 GENERATED = ("qa", "translation", "generation")  # kinds whose answers are free text
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,24 @@ class Scope:
     labels: tuple[str, ...] = ()
 
 
-Stats = Callable[[list[Record], Scope], np.ndarray]  # records -> one row of counts each
+@dataclass(frozen=True)
+class Chart:
+    """A figure of the report's that shows a metric beside the main one's (the main
+    metric is drawn against shot count whatever it is).
+
+    ``shots``: against shot count, a line per setting. ``bars``: a panel of bars per
+    setting, beside the other ``bars`` metrics' panels, drawn when some cell reaches the
+    report's smallest visible rate. ``versus``: against the metric ``other``, a point per
+    setting × shots, drawn when this metric's bars are.
+    """
+
+    kind: Literal["shots", "bars", "versus"]
+    caption: str  # what the figure shows and asks, under it
+    other: str = ""  # versus: the metric up the side
+    title: str = ""  # versus: the figure's title
+
+
+Stats: TypeAlias = "Callable[[list[Record], Scope], np.ndarray]"  # a row of counts a record
 Score = Callable[[np.ndarray, Scope], np.ndarray]  # summed rows (..., d) -> values (...)
 
 
@@ -76,6 +96,8 @@ class Metric:
     count: bool = False  # a count of outputs: neither an interval nor a `metrics:` choice
     digits: int = 3
     heading: str = ""  # the summary's column heading (default: name)
+    charts: tuple[Chart, ...] = ()  # the report's figures of it beside the main one's
+    baseline: str = ""  # labels.Baseline's field: what answering the commonest label scores
 
     @property
     def column(self) -> str:
@@ -89,13 +111,19 @@ class Metric:
         """One row of additive statistics per record (not for distinct n-grams)."""
         if self.stats is not None:
             return self.stats(records, scope)
-        # a record scored before this metric existed is scored here
-        values = [r[self.column] if self.column in r or self.sample is None else
-                  self.sample(Output(r["output"], r.get("references") or [],
-                                     list(scope.labels) or None, r.get("predicted")))
-                  for r in records]
-        return np.array([[v, 1.0] if v is not None else [0.0, 0.0] for v in values],
+        values = [self._field(r, scope) for r in records]
+        # an output without a score (None), or whose score is NaN (one NaN log-probability
+        # from the model), is left out of the mean rather than blanking it
+        return np.array([[v, 1.0] if v is not None and v == v else [0.0, 0.0] for v in values],
                         dtype=float).reshape(len(values), 2)
+
+    def _field(self, record: Mapping[str, Any], scope: Scope) -> float | None:
+        """The record's per-output field (a mapping: the registry names it at run time);
+        a record scored before this metric existed is scored here."""
+        if self.column in record or self.sample is None:
+            return record[self.column]
+        return self.sample(Output(record["output"], record.get("references") or [],
+                                  list(scope.labels) or None, record.get("predicted")))
 
     def value(self, sums: np.ndarray, scope: Scope) -> np.ndarray:
         """The metric from summed statistics (any leading shape)."""
@@ -125,6 +153,11 @@ def _first_references(records: list[Record]) -> tuple[list[str], list[str]]:
     return [r["output"] for r in kept], [r["references"][0] for r in kept]
 
 
+def _first(references: list[str] | None) -> str | None:
+    """The first reference (the target), if any."""
+    return references[0] if references else None
+
+
 def _sacrebleu(stats: Callable[[Sequence[str], Sequence[str]], np.ndarray]) -> Stats:
     def per_output(records: list[Record], scope: Scope) -> np.ndarray:
         rows = np.zeros((len(records), stats([], []).shape[1]))
@@ -136,7 +169,7 @@ def _sacrebleu(stats: Callable[[Sequence[str], Sequence[str]], np.ndarray]) -> S
 
 
 def _confusion(records: list[Record], scope: Scope) -> np.ndarray:
-    golds = [(r.get("references") or [None])[0] for r in records]
+    golds = [_first(r.get("references")) for r in records]
     return corpus.confusion_stats(golds, [r.get("predicted") for r in records], scope.labels)
 
 
@@ -153,11 +186,14 @@ def _sum(sums: np.ndarray, scope: Scope) -> np.ndarray:
 METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "share of outputs whose first named label is the reference",
            "accuracy", kinds=("classification",), sample=_correct, field="correct",
-           binary=True),
+           binary=True, baseline="accuracy"),
     Metric("macro_f1", "mean over labels of each label's F1 (labels that are a reference "
            "or an answer); a model that always gives one label scores low here",
            "macro-F1", kinds=("classification",), stats=_confusion,
-           score=lambda s, scope: corpus.macro_f1(s, len(scope.labels)), heading="macro F1"),
+           score=lambda s, scope: corpus.macro_f1(s, len(scope.labels)), heading="macro F1",
+           baseline="macro_f1", charts=(Chart("shots", (
+               "Macro-F1 (each label's F1, averaged) against shot count: unlike accuracy, "
+               "answering the commonest label every time scores low here.")),)),
     Metric("invalid", "share of outputs that name none of the labels", "no label named",
            kinds=("classification",), higher=False,
            sample=lambda o: float(o.predicted is None), binary=True),
@@ -180,14 +216,22 @@ METRICS: tuple[Metric, ...] = (
            "distinct-1", kinds=("translation", "generation"), distinct=1),
     Metric("distinct_2", "distinct word pairs / word pairs, over all outputs; it falls as "
            "outputs grow, so compare settings that return as many (interval: jackknife over "
-           "items)", "distinct-2", kinds=("translation", "generation"), distinct=2),
+           "items)", "distinct-2", kinds=("translation", "generation"), distinct=2,
+           charts=(Chart("bars", "How varied each setting's outputs are (distinct word pairs "
+                         "over all outputs), with 95% intervals."),)),
     Metric("repetition", "mean share of an output's word 3-grams that repeat an earlier one",
            "repeated 3-gram rate", kinds=GENERATED, higher=False,
-           sample=lambda o: repeated_ngram_rate(o.text, 3)),
+           sample=lambda o: repeated_ngram_rate(o.text, 3), charts=(
+               Chart("bars", "How much each setting loops (repeated word 3-grams within an "
+                             "output; lower is better), with 95% intervals."),
+               Chart("versus", "The trade-off between likely and varied text: greedy and "
+                               "beam search sit high (likely) and often to the right (looping); "
+                               "sampling lower and to the left.",
+                     other="logprob", title="likely vs varied"))),
     Metric("length", "mean tokens generated", "tokens generated", higher=None,
            field="n_tokens", digits=1),
     Metric("logprob", "mean log-probability per generated token under the model (how "
-           "likely the model finds its own answer, not how good it is)", "mean log-prob",
+           "likely the model finds its own answer, not how good it is)", "mean log-prob per token",
            higher=None, field="mean_logprob"),
     Metric("stop_eos", "outputs that ended with the end-of-sequence token", "ended at eos",
            higher=None, stats=_count(lambda r: r.get("stop_reason") == "eos"), score=_sum,
@@ -220,7 +264,7 @@ def sample_fields() -> tuple[str, ...]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SAMPLE_FIELDS":  # metrics.SAMPLE_FIELDS, as records.py and runs.py read it
+    if name == "SAMPLE_FIELDS":  # metrics.SAMPLE_FIELDS, as records and runs.folders read it
         return sample_fields()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -292,7 +336,7 @@ def scope_of(kind: str, records: list[Record], labels: Sequence[str] | None = No
         return Scope()
     found = list(labels or [])
     for record in records:
-        for name in ((record.get("references") or [None])[0], record.get("predicted")):
+        for name in (_first(record.get("references")), record.get("predicted")):
             if name is not None and name not in found:
                 found.append(name)
     return Scope(tuple(found))

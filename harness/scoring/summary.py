@@ -14,14 +14,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.scoring import metrics, stats
 from harness.scoring.corpus import Grams
-from harness.scoring.metrics import Metric, Record, Scope
+from harness.scoring.metrics import Metric, Scope
 from harness.scoring.stats import Difference, Items
+
+if TYPE_CHECKING:
+    from harness.records.record import Record  # the record contract, a layer above
 
 Key = tuple[str, int]  # (setting, shots)
 Estimate = tuple[float | None, float | None, float | None]  # value, 95% interval

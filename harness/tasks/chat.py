@@ -11,8 +11,9 @@ ways to lay out a prompt as turns:
 - ``single``: one user turn holding the whole plain prompt.
 
 The template then adds the opening of the assistant's turn (``add_generation_prompt``),
-so the answer starts where the prompt ends. A template that refuses a system turn (some
-do) gets the instruction at the top of the first user turn instead. The templated text
+so the answer starts where the prompt ends. A template that refuses a system turn, or
+silently drops it (several instruct models' templates do), gets the instruction at the
+top of the first user turn instead. Templates are rendered within the sandbox's bounds. The templated text
 is the prompt: ``preview`` shows it, the records and run.json keep it, and it is
 tokenized as transformers tokenizes templated text (``tokens.prompt_ids``).
 """
@@ -23,6 +24,7 @@ import dataclasses
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.tasks import sandbox
 from harness.tasks.prompts import Prompt, Templates
 from harness.tasks.spec import LoadedTask
 
@@ -43,7 +45,7 @@ def turns(task: LoadedTask, prompt: Prompt, mode: str, templates: Templates
     if spec.prompt.instruction:
         messages.append({"role": "system", "content": templates.render("prompt.instruction")})
     for j in prompt.examples:
-        answers = templates.references(pool[j])
+        answers = templates.references(pool[j], f"example {j + 1} of the pool")
         if not answers:
             raise HarnessError(
                 f"{task.path}: chat: turns writes each example's answer from target, which "
@@ -58,27 +60,49 @@ def turns(task: LoadedTask, prompt: Prompt, mode: str, templates: Templates
 
 def render(tokenizer: Any, messages: list[dict[str, str]], model: str) -> str:
     """The text the tokenizer's chat template makes of ``messages``, ready for the
-    assistant's answer."""
+    assistant's answer.
+
+    The template is rendered in the harness's bounded sandbox (``sandbox.CHAT_ENV``), not
+    by transformers: a model folder's template is as untrusted as a task file, and a loop
+    of 10^10 steps or a gigabyte of output ends in one line. A template that refuses a
+    system turn, or drops it (the instruction is nowhere in what it renders), gets the
+    instruction at the top of the first user turn instead.
+    """
+    where = f"--model {model}: its chat template"
+    compiled = sandbox.compile_chat_template(_source(tokenizer, where), where)
+    system = messages[0]["content"] if messages[0]["role"] == "system" else None
     try:
-        return _apply(tokenizer, messages)
+        text = _apply(compiled, tokenizer, messages, where)
+        if system is None or system.strip() in text:
+            return text
     except HarnessError:
-        raise
-    except Exception as exc:  # noqa: BLE001 (jinja2 errors, or the template's own raise)
-        if messages[0]["role"] != "system":
-            raise HarnessError(f"--model {model}: its chat template failed ({exc})") from None
-    # templates that refuse a system turn: the instruction opens the first user turn
-    system, first, *rest = messages
-    merged = {"role": "user", "content": system["content"] + "\n\n" + first["content"]}
-    try:
-        return _apply(tokenizer, [merged, *rest])
-    except Exception as exc:  # noqa: BLE001
-        raise HarnessError(f"--model {model}: its chat template failed ({exc})") from None
+        if system is None:
+            raise
+    first, *rest = messages[1:]
+    merged = {"role": "user", "content": system + "\n\n" + first["content"]}
+    return _apply(compiled, tokenizer, [merged, *rest], where)
 
 
-def _apply(tokenizer: Any, messages: list[dict[str, str]]) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    if not isinstance(text, str):
-        raise HarnessError("the chat template did not give one text")
+def _source(tokenizer: Any, where: str) -> str:
+    """The template's text (a tokenizer may hold several by name: its "default")."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, dict):
+        template = template.get("default")
+    if not isinstance(template, str):
+        raise HarnessError(f"{where}: the tokenizer names several and none is 'default'; "
+                           "run with chat: none")
+    return template
+
+
+def _apply(compiled: sandbox.Compiled, tokenizer: Any, messages: list[dict[str, str]],
+           where: str) -> str:
+    special = getattr(tokenizer, "special_tokens_map", None) or {}
+    context = {**special, "messages": messages, "tools": None, "documents": None,
+               "add_generation_prompt": True}
+    text = sandbox.render(compiled, context, where)
+    if not text.strip():
+        raise HarnessError(f"{where} renders nothing for a prompt; run with chat: none, or "
+                           "fix the template in the model's tokenizer_config.json")
     return text
 
 

@@ -6,6 +6,8 @@ Excel workbooks and Parquet files are read by ``table_formats``, with their own 
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import decimal
 import io
 import json
 import sys
@@ -61,13 +63,54 @@ def read_table(path: Path) -> list[Item]:
 
 
 def check_items(items: list[Item], source: str) -> list[Item]:
-    """Check that inline items are mappings with the same columns."""
+    """Check that inline items are mappings whose values the run can write down.
+
+    Inline items (a task's ``data:`` list, a DataFrame or a list given to the Python API)
+    are written into run.json with the task; a value JSON cannot hold (bytes, a numpy
+    array, a pandas Period) is refused here, before any model loads, rather than after
+    generation.
+    """
     if not items:
         raise HarnessError(f"{source}: no items")
     for number, item in enumerate(items, start=1):
         if not isinstance(item, dict):
             raise HarnessError(f"{source}: item {number} is not a mapping of column to value")
+        for column, value in item.items():
+            problem = _value_problem(value)
+            if problem is not None:
+                raise HarnessError(
+                    f"{source}: item {number}, column {str(column)!r} holds {problem}; give "
+                    "text, numbers, or lists and mappings of them"
+                )
     return items
+
+
+# Values a run.json writes as they are; datetimes and decimals as pydantic writes them.
+_PLAIN = (str, int, float, bool, type(None), dt.date, dt.time, decimal.Decimal)
+
+
+def _value_problem(value: Any, depth: int = 0) -> str | None:
+    """What is wrong with one inline value, or None."""
+    if depth > 32:
+        return "values nested more than 32 deep"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text that is not valid Unicode (a byte that did not decode)"
+        return None
+    if isinstance(value, _PLAIN):
+        return None
+    if isinstance(value, bytes | bytearray):
+        return "bytes, not text (decode them first, e.g. value.decode('cp949'))"
+    if isinstance(value, list | tuple):
+        return next((p for v in value if (p := _value_problem(v, depth + 1))), None)
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return "a mapping whose keys are not all text"
+        return next((p for v in value.values() if (p := _value_problem(v, depth + 1))), None)
+    kind = type(value)
+    return f"a {kind.__module__.split('.')[0]}.{kind.__name__}"
 
 
 def _read_delimited(path: Path, text: str, delimiter: str) -> list[Item]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -78,7 +79,19 @@ class Templates:
     def render(self, name: str, row: Item | None = None) -> str:
         return sandbox.render(self.compiled[name], row or {}, f"{self.task.path}: {name}")
 
-    def references(self, row: Item) -> list[str]:
+    def references(self, row: Item, which: str = "an item") -> list[str]:
+        """The item's answers: target rendered, then its aliases. A column the target
+        reads being null (a Parquet or JSONL null) is refused: such an item has no answer,
+        and Jinja would make the text "None" of it. ``which`` names the row in that error
+        ("data item 3")."""
+        if "target" in self.compiled:
+            null = next((name for name in sorted(self.variables["target"])
+                         if row.get(name, "") is None), None)
+            if null is not None:
+                raise HarnessError(
+                    f"{self.task.path}: {which} has no answer: its column {null!r} is null; "
+                    "fill it in or leave the row out"
+                )
         if "target" not in self.compiled:
             return []
         refs = [self.render("target", row).strip()]
@@ -110,7 +123,12 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
                 f"leaves {len(order)} others; shots asks for {need}"
             )
         query = templates.render("prompt.query", item)
-        references = templates.references(item)
+        if not query.strip():
+            raise HarnessError(
+                f"{task.path}: prompt.query renders nothing for data item {index + 1}, so the "
+                "item would not be in its prompt; check the template and the item's columns"
+            )
+        references = templates.references(item, f"data item {index + 1}")
         for j in order:
             if j not in shown:
                 shown[j] = templates.render("prompt.example", pool[j])
@@ -179,19 +197,21 @@ class Examples:
 
 
 def row_key(row: Item) -> Hashable:
-    """A key that equal rows share: their columns and values, in column order (as JSON
-    where a value is a list or a mapping)."""
+    """A key that equal rows share: a digest of their columns and values (``item_digest``
+    without references), so that a row with a NaN cell (Parquet's missing numbers) still
+    equals itself, as NaN != NaN would have it otherwise."""
+    return item_digest(row)
+
+
+def item_digest(row: Item, references: list[str] | None = None) -> str:
+    """A stable digest of an item's columns and values (and its references, if given):
+    the same on every run and machine, so that runs can be paired by content."""
+    named = {str(column): value for column, value in row.items()}
     try:
-        key: Hashable = tuple(sorted(row.items(), key=lambda pair: str(pair[0])))
-        hash(key)
-        return key
-    except TypeError:
-        pass
-    try:
-        named = {str(column): value for column, value in row.items()}
-        return json.dumps(named, sort_keys=True, ensure_ascii=False, default=str)
-    except TypeError:  # mappings inside whose keys do not sort
-        return repr(row)
+        text = json.dumps([named, references], sort_keys=True, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):  # mappings inside whose keys do not sort; loops
+        text = repr([sorted(named.items(), key=lambda pair: pair[0]), references])
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _check_shots(task: LoadedTask, shot_counts: list[int], pool: list[Item]) -> None:
@@ -212,7 +232,8 @@ def _check_labels(task: LoadedTask, templates: Templates) -> None:
         return
     for rows, which in ((task.items, "data"), (task.pool or [], "few-shot pool")):
         for number, row in enumerate(rows, start=1):
-            reference = templates.references(row)[0] if which == "data" else None
+            reference = (templates.references(row, f"data item {number}")[0]
+                         if which == "data" else None)
             if reference is not None and reference not in labels:
                 raise HarnessError(
                     f"{task.path}: {which} item {number} has the answer {reference!r}, "

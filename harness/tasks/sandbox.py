@@ -24,7 +24,9 @@ template from an unknown source as safe as reading a data file.
 from __future__ import annotations
 
 import contextvars
+import datetime
 import functools
+import json
 import re
 import string
 import time
@@ -34,7 +36,8 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.ext import Extension
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from harness.errors import HarnessError
@@ -183,10 +186,9 @@ class _Bounded(SandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
-    def __init__(self) -> None:
-        super().__init__(
-            undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-        )
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**{"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True,
+                            "autoescape": False, **options})
         self.globals.pop("lipsum", None)
         self.filters = {name: _guard_filter(name, f) for name, f in self.filters.items()}
 
@@ -255,20 +257,22 @@ _REFUSED = {
 class _AddChecks(NodeTransformer):
     """Route every for loop's items and every ``~`` through the environment's checks."""
 
+    def __init__(self, env: _Bounded = ENV) -> None:
+        self.env = env
+
     def visit_For(self, node: nodes.For) -> nodes.Node:
         node = self.generic_visit(node)
-        node.iter = _call("bounded_iter", node.iter)
+        node.iter = self._call("bounded_iter", node.iter)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        return _call("bounded", self.generic_visit(node))
+        return self._call("bounded", self.generic_visit(node))
 
-
-def _call(method: str, argument: nodes.Expr) -> nodes.Expr:
-    call = nodes.Call(nodes.EnvironmentAttribute(method), [argument], [], None, None)
-    call.set_lineno(argument.lineno)
-    call.set_environment(ENV)
-    return call
+    def _call(self, method: str, argument: nodes.Expr) -> nodes.Expr:
+        call = nodes.Call(nodes.EnvironmentAttribute(method), [argument], [], None, None)
+        call.set_lineno(argument.lineno)
+        call.set_environment(self.env)
+        return call
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,75 @@ def compile_template(source: str, where: str) -> Compiled:
     # A plain dict of the globals (not Jinja's ChainMap): each render copies them into
     # its context, and a dict copies several times faster.
     return Compiled(ENV.template_class.from_code(ENV, code, dict(ENV.globals)), variables)
+
+
+# ---------------------------------------------------------------- models' chat templates
+
+
+class _Generation(Extension):
+    """``{% generation %}...{% endgeneration %}``, which some chat templates use to mark
+    the assistant's words for training masks: here it renders its body, as transformers
+    does when no mask is asked for."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Any) -> nodes.Node:
+        line = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return nodes.CallBlock(self.call_method("_body"), [], [], body).set_lineno(line)
+
+    def _body(self, caller: Callable[[], str]) -> str:
+        return caller()
+
+
+class _BoundedChat(_Bounded, ImmutableSandboxedEnvironment):
+    """The environment transformers renders a tokenizer's chat template in (immutable
+    sandbox, trimmed blocks, loop controls, its tojson, raise_exception and strftime_now),
+    with this module's bounds besides: a model folder's template is as untrusted as a
+    task file."""
+
+    def __init__(self) -> None:
+        super().__init__(undefined=jinja2.Undefined, keep_trailing_newline=False,
+                         trim_blocks=True, lstrip_blocks=True,
+                         extensions=[_Generation, "jinja2.ext.loopcontrols"])
+        self.filters["tojson"] = _guard_filter("tojson", _tojson)
+        self.globals["raise_exception"] = _raise_exception
+        self.globals["strftime_now"] = _strftime_now
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
+            sort_keys: bool = False) -> str:
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+
+
+def _raise_exception(message: Any) -> None:
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _strftime_now(pattern: str) -> str:
+    return datetime.datetime.now().strftime(pattern)
+
+
+CHAT_ENV = _BoundedChat()
+
+
+@functools.lru_cache(maxsize=8)
+def compile_chat_template(source: str, where: str) -> Compiled:
+    """A tokenizer's chat template, compiled in the bounded chat environment (``where``
+    starts every error: "--model m: its chat template")."""
+    try:
+        tree = CHAT_ENV.parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise HarnessError(f"{where}: template error on its line {exc.lineno}: {exc.message}") from None
+    for kind, tag in _REFUSED.items():
+        found = next(tree.find_all(kind), None)
+        if found is not None:
+            raise HarnessError(f"{where}: {tag} on its line {found.lineno} is not allowed")
+    tree = _AddChecks(CHAT_ENV).visit(tree)
+    code = CHAT_ENV.compile(tree)
+    return Compiled(CHAT_ENV.template_class.from_code(CHAT_ENV, code, dict(CHAT_ENV.globals)),
+                    frozenset())
 
 
 def render(compiled: Compiled, row: dict[str, Any], where: str) -> str:

@@ -24,9 +24,8 @@ from pydantic import (
 
 from harness.common.files import MiB, read_regular
 from harness.errors import HarnessError
+from harness.scoring.kinds import Kind
 from harness.tasks.data import Item, check_items, read_table
-
-Kind = Literal["classification", "qa", "translation", "generation"]
 
 MAX_SEED = 2**63 - 1  # seeds are what torch and every engine take: 0 .. 2^63 - 1
 MAX_TASK_BYTES = 256 * MiB  # a task file with inline rows; larger data belongs in a file

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.scoring.kinds import KINDS
 from harness.tasks import chat
 from harness.tasks.data import Item, read_table
 from harness.tasks.prompts import Prompt, Templates, build_prompts
@@ -211,7 +212,6 @@ def _counter(tokenizer: object) -> Callable[..., int]:
 
 # ---------------------------------------------------------------- new
 
-KINDS = ("classification", "qa", "translation", "generation")
 # Column names recognised, per kind, for what the prompt shows and for the answer.
 INPUT_NAMES = {
     "classification": ("text", "sentence", "document", "review", "문장", "본문", "텍스트", "내용"),
@@ -360,13 +360,22 @@ def new_task(name: str, data: Path, kind: str = "classification", out: Path | No
 
 def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Columns,
                   labels: list[str] | None, schema: str | None) -> str:
-    from harness.scoring.metrics import metric_names
-    from harness.tasks.decoding import PRESETS
+    """The starter task file's text: its fields in the order docs/tasks.md has them, each
+    with a comment saying what it does."""
+    return "\n".join([*_starter_head(name, kind, data, rows, columns, schema),
+                      *_starter_prompt(kind, columns, labels), *_starter_decoding(kind),
+                      *_starter_rest(kind)]) + "\n"
 
-    q = lambda value: json.dumps(value, ensure_ascii=False)
-    source, answer = columns.input, columns.answer
-    presets, max_new_tokens, stop = SETTINGS[kind]
-    has_examples = answer is not None
+
+def _q(value: Any) -> str:
+    """A value as YAML (JSON is YAML), Hangul kept as it is."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _starter_head(name: str, kind: str, data: str, rows: list[Item], columns: Columns,
+                  schema: str | None) -> list[str]:
+    """The starter's opening comments, then name, description, kind, data and shots."""
+    has_examples = columns.answer is not None
     shots = [k for k in (0, 1, 3) if k <= _max_shots(rows)] if has_examples else [0]
     out = [f"# yaml-language-server: $schema={schema}"] if schema else []
     out += [
@@ -380,16 +389,24 @@ def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Co
         "# Names the report folder: letters, digits, - and _.",
         f"name: {name}",
         "# One line, shown by `harness list` and in the report.",
-        f"description: {q(f'{kind} on {Path(data).name}')}",
-        "# classification | qa | translation | generation: picks the checks and the metrics.",
+        f"description: {_q(f'{kind} on {Path(data).name}')}",
+        f"# {' | '.join(KINDS)}: picks the checks and the metrics.",
         f"kind: {kind}",
         "# The items to evaluate: a CSV, TSV, JSONL, .xlsx or .parquet file, relative to this file.",
-        f"data: {q(data)}",
+        f"data: {_q(data)}",
         "# Examples are drawn from data (never the item itself); to draw them from a separate",
         "# file of the same columns instead, name it here:",
         "# fewshot: shots.csv",
         "# The shot counts compared side by side (0: the query alone).",
-        f"shots: {q(shots)}",
+        f"shots: {_q(shots)}",
+    ]
+    return out
+
+
+def _starter_prompt(kind: str, columns: Columns, labels: list[str] | None) -> list[str]:
+    """prompt, target, aliases and labels, from the columns chosen."""
+    source, answer = columns.input, columns.answer
+    out = [
         "# The prompt is instruction, examples and query joined by separator. {{ column }} is",
         "# the row's value; the query ends where the answer begins (no space after the colon:",
         "# most tokenizers put the space at the start of the next word's token).",
@@ -397,28 +414,36 @@ def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Co
     ]
     if kind == "generation" and answer is None:
         out += ["  # instruction: \"...\"  (rendered once, at the top; it cannot use columns)",
-                f"  query: {q(_var(source))}"]
+                f"  query: {_q(_var(source))}"]
     else:
-        out += [f"  instruction: {q(_instruction(kind, labels))}",
-                f"  example: {q(f'{source}: {_var(source)}' + NL + f'{answer}: {_var(answer)}')}",
-                f"  query: {q(f'{source}: {_var(source)}' + NL + f'{answer}:')}",
-                f"  separator: {q(NL * 2)}"]
+        out += [f"  instruction: {_q(_instruction(kind, labels))}",
+                f"  example: {_q(f'{source}: {_var(source)}' + NL + f'{answer}: {_var(answer)}')}",
+                f"  query: {_q(f'{source}: {_var(source)}' + NL + f'{answer}:')}",
+                f"  separator: {_q(NL * 2)}"]
     if answer is not None:
         out += ["# The reference answer, rendered from the item (spaces around it are dropped).",
-                f"target: {q(_var(answer))}"]
+                f"target: {_q(_var(answer))}"]
     if columns.aliases:
         out += ["# Other accepted answers, separated by |.",
-                f"aliases: {q(_var(columns.aliases))}"]
+                f"aliases: {_q(_var(columns.aliases))}"]
     if labels is not None:
         out += ["# The allowed answers (the label column's values, first seen first); an output",
                 "# counts as the first of them it names, and as invalid when it names none.",
-                f"labels: {q(labels)}"]
-    out += ["decoding:", "  # Built-in settings compared side by side, from:"]
+                f"labels: {_q(labels)}"]
+    return out
+
+
+def _starter_decoding(kind: str) -> list[str]:
+    """decoding, with the presets to choose from listed: the kind's usual choices."""
+    from harness.tasks.decoding import PRESETS
+
+    presets, max_new_tokens, stop = SETTINGS[kind]
+    out = ["decoding:", "  # Built-in settings compared side by side, from:"]
     for preset, args in PRESETS.items():
         shown = ", ".join(f"{k}={v}" for k, v in args.items()) or "(transformers' defaults)"
         out.append(f"  #   {preset:<18} {shown}")
     out += [
-        f"  presets: {q(presets)}",
+        f"  presets: {_q(presets)}",
         "  # Your own named settings (generate() arguments), and a grid whose every",
         "  # combination is a setting:",
         "  # configs: {beam3_block2: {num_beams: 3, no_repeat_ngram_size: 2}}",
@@ -426,9 +451,18 @@ def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Co
         "  # New tokens per output at most.",
         f"  max_new_tokens: {max_new_tokens}",
         "  # Strings that end an answer (it is cut there); newline: one line per answer.",
-        f"  stop: {q([NL])}" if stop else "  # stop: [\"\\n\"]",
+        f"  stop: {_q([NL])}" if stop else "  # stop: [\"\\n\"]",
         "  # Strings the model must not produce:",
         "  # bad_words: [\"<unk>\"]",
+    ]
+    return out
+
+
+def _starter_rest(kind: str) -> list[str]:
+    """seeds, metrics, model, then any field added to the task file since (commented)."""
+    from harness.scoring.metrics import metric_names
+
+    out = [
         "# Each sampled setting runs once per seed.",
         "seeds: [42]",
         "# The scores to show first; by default all of the kind's:",
@@ -442,8 +476,8 @@ def _starter_yaml(name: str, kind: str, data: str, rows: list[Item], columns: Co
             default = info.get_default(call_default_factory=True)
             out += textwrap.wrap(f"{info.description or field}.", 88, initial_indent="# ",
                                  subsequent_indent="# ", break_on_hyphens=False)
-            out.append(f"# {field}: {q(default)}")
-    return "\n".join(out) + "\n"
+            out.append(f"# {field}: {_q(default)}")
+    return out
 
 
 def _instruction(kind: str, labels: list[str] | None) -> str:

@@ -246,7 +246,6 @@ def evaluate(
 def finetune(cfg: Config) -> Result:
     """Train, then save the tuned model, ``finetune.json`` and ``loss.svg`` into cfg.out."""
     import torch
-    from tqdm import tqdm
 
     from harness.engines.models import load_model, pick_device
 
@@ -260,66 +259,20 @@ def finetune(cfg: Config) -> Result:
     model, tokenizer = loaded.model, loaded.tokenizer
     _check_trainable(model, cfg.model, device)
     fmt = PairFormat(tokenizer, cfg.query_template, cfg.answer_template)
-    limit = getattr(model.config, "n_positions", None) or getattr(
-        model.config, "max_position_embeddings", None
-    )
-    if limit and cfg.max_length > limit:
-        raise HarnessError(f"--max-length {cfg.max_length}: the model reads at most {limit} tokens")
-    encoded = [fmt.encode(q, a) for _, q, a in pairs]
-    truncated = sum(len(ids) > cfg.max_length for ids, _ in encoded)
-    encoded = [(ids[: cfg.max_length], min(n, cfg.max_length)) for ids, n in encoded]
+    encoded, truncated = _encode(cfg, model, fmt, pairs)
     train = [encoded[i] for i in train_idx]
     val = [encoded[i] for i in val_idx]
-    pad_id = tokenizer.pad_token_id
 
     model.to(device)
     bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
     torch.manual_seed(cfg.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    log = sys.stderr
     print(
         f"fine-tuning {loaded.name} on {device} ({'bf16 autocast' if bf16 else 'float32'}): "
         f"{len(train)} pairs to train, {len(val)} held out, {cfg.epochs} epoch(s) of "
         f"{-(-len(train) // cfg.batch_size)} steps; a pair reads {fmt.shown(*pairs[0][1:])!r}",
-        file=log, flush=True,
+        file=sys.stderr, flush=True,
     )
-    started = time.perf_counter()
-    val_losses = [evaluate(model, val, cfg, pad_id, device, bf16)]
-    val_s = time.perf_counter() - started
-    if val_losses[0] is not None:
-        print(f"epoch 0: validation loss {val_losses[0]:.4f} ({val_s:.0f} s)", file=log, flush=True)
-    train_losses: list[float] = []
-    step_losses: list[float] = []
-    epoch_s: list[float] = []
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        order = list(range(len(train)))
-        random.Random(f"{cfg.seed}:{epoch}").shuffle(order)
-        started = time.perf_counter()
-        total, count = 0.0, 0
-        batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        with tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="step", file=log,
-                  dynamic_ncols=True) as bar:
-            for chosen in bar:
-                batch = _batch([train[i] for i in chosen], pad_id, cfg.answer_only)
-                loss, n = _loss_sum(model, batch, device, bf16)
-                loss = loss / max(n, 1)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                value = loss.detach().item()
-                step_losses.append(value)
-                total, count = total + value * n, count + n
-                bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
-        epoch_s.append(time.perf_counter() - started)
-        train_losses.append(total / max(count, 1))
-        val_losses.append(evaluate(model, val, cfg, pad_id, device, bf16))
-        shown = f", validation loss {val_losses[-1]:.4f}" if val_losses[-1] is not None else ""
-        print(
-            f"epoch {epoch}: train loss {train_losses[-1]:.4f}{shown} ({epoch_s[-1]:.0f} s)",
-            file=log, flush=True,
-        )
-
+    history = _train(model, train, val, cfg, tokenizer.pad_token_id, device, bf16)
     model.eval()
     record = {
         "harness_version": __version__,
@@ -343,12 +296,92 @@ def finetune(cfg: Config) -> Result:
             "example": fmt.shown(*pairs[0][1:]),
         },
         "precision": "float32 weights, bfloat16 autocast" if bf16 else "float32",
-        "losses": {"validation": val_losses, "train": train_losses, "steps": step_losses},
-        "epoch_s": [round(s, 2) for s in epoch_s],
+        "losses": {"validation": history.validation, "train": history.train,
+                   "steps": history.steps},
+        "epoch_s": [round(s, 2) for s in history.epoch_s],
         "versions": {"torch": torch.__version__, "transformers": _transformers_version()},
     }
     save(model, tokenizer, record, cfg.out, cfg.force)
     return Result(cfg.out, record)
+
+
+def _encode(cfg: Config, model: Any, fmt: PairFormat,
+            pairs: list[tuple[int, str, str]]) -> tuple[list[tuple[list[int], int]], int]:
+    """Each pair's token ids and query length, cut to --max-length, and how many were
+    cut; a --max-length beyond what the model reads is refused."""
+    limit = getattr(model.config, "n_positions", None) or getattr(
+        model.config, "max_position_embeddings", None
+    )
+    if limit and cfg.max_length > limit:
+        raise HarnessError(f"--max-length {cfg.max_length}: the model reads at most {limit} tokens")
+    encoded = [fmt.encode(q, a) for _, q, a in pairs]
+    truncated = sum(len(ids) > cfg.max_length for ids, _ in encoded)
+    return [(ids[: cfg.max_length], min(n, cfg.max_length)) for ids, n in encoded], truncated
+
+
+@dataclass
+class _History:
+    """The losses of a fine-tuning run, as finetune.json keeps them."""
+
+    validation: list[float | None]  # before training, then after each epoch
+    train: list[float] = field(default_factory=list)  # each epoch's mean
+    steps: list[float] = field(default_factory=list)  # each step's
+    epoch_s: list[float] = field(default_factory=list)
+
+
+def _train(model: Any, train: list, val: list, cfg: Config, pad_id: int, device: str,
+           bf16: bool) -> _History:
+    """AdamW over ``train`` for cfg.epochs, the validation loss before and after each
+    epoch, each said on stderr as it comes."""
+    import torch
+
+    log = sys.stderr
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    started = time.perf_counter()
+    history = _History([evaluate(model, val, cfg, pad_id, device, bf16)])
+    val_s = time.perf_counter() - started
+    if history.validation[0] is not None:
+        print(f"epoch 0: validation loss {history.validation[0]:.4f} ({val_s:.0f} s)",
+              file=log, flush=True)
+    for epoch in range(1, cfg.epochs + 1):
+        _epoch(model, optimizer, train, cfg, epoch, pad_id, device, bf16, history)
+        history.validation.append(evaluate(model, val, cfg, pad_id, device, bf16))
+        last = history.validation[-1]
+        shown = f", validation loss {last:.4f}" if last is not None else ""
+        print(
+            f"epoch {epoch}: train loss {history.train[-1]:.4f}{shown} "
+            f"({history.epoch_s[-1]:.0f} s)",
+            file=log, flush=True,
+        )
+    return history
+
+
+def _epoch(model: Any, optimizer: Any, train: list, cfg: Config, epoch: int, pad_id: int,
+           device: str, bf16: bool, history: _History) -> None:
+    """One pass over ``train`` in a seeded order, a step per batch, into ``history``."""
+    from tqdm import tqdm
+
+    model.train()
+    order = list(range(len(train)))
+    random.Random(f"{cfg.seed}:{epoch}").shuffle(order)
+    started = time.perf_counter()
+    total, count = 0.0, 0
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    with tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="step", file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for chosen in bar:
+            batch = _batch([train[i] for i in chosen], pad_id, cfg.answer_only)
+            loss, n = _loss_sum(model, batch, device, bf16)
+            loss = loss / max(n, 1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.detach().item()
+            history.steps.append(value)
+            total, count = total + value * n, count + n
+            bar.set_postfix(loss=f"{total / max(count, 1):.4f}")
+    history.epoch_s.append(time.perf_counter() - started)
+    history.train.append(total / max(count, 1))
 
 
 def _check_trainable(model: Any, name: str, device: str) -> None:

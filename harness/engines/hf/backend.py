@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from typing import Any
 
 from harness.engines import blocking
@@ -93,6 +94,11 @@ class HFBackend:
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.text = Text(self.tokenizer)
+        # One model, one caller at a time: generation hooks the model (the log-probability
+        # recorder, the output projection's speed-ups) and the Rust tokenizer refuses a
+        # second borrower, so two threads running tasks on one loaded model (the Python
+        # API) take turns a batch at a time; each batch is then what it is alone.
+        self._turn = threading.RLock()
 
     def identity(self) -> dict[str, Any]:
         """What besides the request decides an output: the speed-ups that apply to this
@@ -114,7 +120,8 @@ class HFBackend:
         pass  # the model is freed with the backend; nothing runs in the background
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in prompt_ids(self.tokenizer, texts)]
+        with self._turn:
+            return [len(ids) for ids in prompt_ids(self.tokenizer, texts)]
 
     def batch_rows(self, setting: Setting) -> int:
         """Prompts per batch: ``rows`` counts every beam and returned sequence (each
@@ -128,13 +135,20 @@ class HFBackend:
         """Each label's log-probability after each prompt (``scoring: likelihood``)."""
         from harness.engines.hf.likelihood import rank_labels
 
-        return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows,
-                           reuse_prompt=self.speedups.repeat_cache)
+        with self._turn:
+            return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows,
+                               reuse_prompt=self.speedups.repeat_cache)
 
     def generate(
         self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
     ) -> list[list[Generation]]:
         """Generate for a batch; on running out of GPU memory, halve it and go on smaller."""
+        with self._turn:
+            return self._generate_halving(prompts, setting, seeds, options)
+
+    def _generate_halving(
+        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
+    ) -> list[list[Generation]]:
         import torch
 
         try:
@@ -161,6 +175,11 @@ class HFBackend:
         itself). ``room``: the most tokens to be generated."""
         tok = self.tokenizer
         ids = prompt_ids(tok, prompts)
+        if not all(ids):
+            raise HarnessError(
+                "a prompt gives the model no tokens to continue (it is empty, or the "
+                "tokenizer drops all of it); check prompt.query and the items' columns"
+            )
         fits = self.speedups
         if fits.prefill and (repeat == 1 or fits.repeat_cache):
             inside = fits.inside_fits(max(len(row) for row in ids), room)
@@ -181,20 +200,9 @@ class HFBackend:
         # a setting's own max_new_tokens wins over the task's
         args = {"max_new_tokens": options.max_new_tokens, **setting.args}
         inputs, cache = self._inputs(prompts, setting.rows_per_prompt, args["max_new_tokens"])
-        processors: list[Any] = []
-        repeat = 1
         # tokens a row the screen keeps exact
         top = screen_top(args) if self.speedups.screen else None
-        if setting.sampled and not _beam_sampling(setting):
-            # The harness draws (keyed by each prompt's seed); transformers then decodes
-            # greedily, on prompts repeated once per returned sequence.
-            keys = row_keys([_seed(s) for s in seeds], setting.sequences)
-            if self.speedups.sampler and fast_sampling_applies(args):
-                processors.append(Sampler(args, keys))
-            else:
-                processors += [*warpers(args), KeyedDraw(keys)]
-            repeat = setting.sequences
-            args = {k: v for k, v in args.items() if k not in _DRAW_ARGS}
+        processors, repeat, args = self._draw(args, setting, seeds)
         eos = self.model.generation_config.eos_token_id
         config = GenerationConfig(
             pad_token_id=tok.pad_token_id,
@@ -235,6 +243,25 @@ class HFBackend:
         rows = [self._one(new[i], logprobs[i], options) for i in range(new.shape[0])]
         n = setting.sequences
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _draw(self, args: dict[str, Any], setting: Setting, seeds: list[int | None],
+              ) -> tuple[list[Any], int, dict[str, Any]]:
+        """How a setting samples: the processors that draw, how many times each prompt is
+        repeated, and the generate() arguments left to transformers.
+
+        For a sampled setting (not beam sampling) the harness draws, keyed by each
+        prompt's seed, and transformers then decodes greedily, on prompts repeated once
+        per returned sequence; any other setting is transformers' own.
+        """
+        if not setting.sampled or _beam_sampling(setting):
+            return [], 1, args
+        keys = row_keys([_seed(s) for s in seeds], setting.sequences)
+        if self.speedups.sampler and fast_sampling_applies(args):
+            processors: list[Any] = [Sampler(args, keys)]
+        else:
+            processors = [*warpers(args), KeyedDraw(keys)]
+        kept = {k: v for k, v in args.items() if k not in _DRAW_ARGS}
+        return processors, setting.sequences, kept
 
     def _head(self, top: int | None) -> Any:
         """The output projection's speed-ups, on the fast path only."""
