@@ -39,7 +39,7 @@ from harness.tasks import spec
 if TYPE_CHECKING:
     import pandas as pd
 
-    from harness.engines.contract import Backend
+    from harness.engines.contract import Backend, ModelInfo
     from harness.scoring.summary import Summary
     from harness.tools.finetune import Result
 
@@ -51,7 +51,7 @@ class Model:
         self.backend = backend
         self.name = name
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         """The model as run.json records it: name, fingerprint, type, device, dtype, ..."""
         return self.backend.describe()
 
@@ -313,7 +313,7 @@ def _path(option: str, value: Any, expected: str = "a folder's path") -> Path:
 
 
 # fine_tune's options by the type finetune.Config declares for them
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+_OPTION_TYPES: dict[str, tuple[type[Any], ...]] = {
     "int": (Integral,), "float": (Real,), "bool": (bool,), "str": (str,),
 }
 

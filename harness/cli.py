@@ -166,6 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.reports.tables import text
 
     print(text(done.summary))
+    if done.cached is not None:
+        print(f"{done.cached} of {done.plan.n_outputs} outputs from the result cache")
     print(f"report: {done.run_dir / 'index.html'}")
     return 0
 
@@ -217,7 +219,7 @@ def _parallel(args: argparse.Namespace) -> Any:
     return Parallel(args.tensor_parallel, args.data_parallel, args.ray)
 
 
-def _add_finetune(sub: argparse._SubParsersAction) -> None:
+def _add_finetune(sub: argparse._SubParsersAction[_Parser]) -> None:
     tune = sub.add_parser(
         "finetune", help="fine-tune a model on question/answer pairs (the lessons' chit-chat)"
     )
@@ -294,7 +296,7 @@ def _add_chat(parser: argparse.ArgumentParser) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from harness.scoring.metrics import KINDS, METRICS
     from harness.tasks.decoding import PRESETS
-    from harness.tasks.spec import load_task
+    from harness.tasks.spec import load_spec, load_task
 
     print("tasks:")
     for path in sorted(TASKS_DIR.glob("*.yaml")):
@@ -303,6 +305,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {path.name:<20} {spec.kind:<15} {spec.description}")
         except HarnessError as exc:
             print(f"  {path.name:<20} (invalid: {exc})")
+    # benchmarks read Hub data: named here from their files alone, no download
+    benchmarks = sorted((TASKS_DIR / "benchmarks").glob("*.yaml"))
+    if benchmarks:
+        print("benchmarks (tasks/benchmarks/, data from the Hugging Face Hub):")
+    for path in benchmarks:
+        try:
+            spec = load_spec(path)
+            print(f"  {path.name:<32} {spec.kind:<15} {spec.description}")
+        except HarnessError as exc:
+            print(f"  {path.name:<32} (invalid: {exc})")
     print("presets:")
     for name, args_ in PRESETS.items():
         shown = ", ".join(f"{k}={v}" for k, v in args_.items()) or "(transformers' defaults)"
@@ -310,13 +322,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("metrics (kinds; ↑ higher or ↓ lower is better):")
     for metric in METRICS:
         if not metric.count:
-            way = {True: "↑", False: "↓"}.get(metric.higher, " ")
+            way = " " if metric.higher is None else "↑" if metric.higher else "↓"
             kinds = "every kind" if metric.kinds == KINDS else ", ".join(metric.kinds)
             print(f"  {metric.name:<12} {way} {kinds:<28} {metric.help}")
     return 0
 
 
-def _add_authoring(sub: argparse._SubParsersAction) -> None:
+def _add_authoring(sub: argparse._SubParsersAction[_Parser]) -> None:
     preview = sub.add_parser(
         "preview", help="print a task's prompts exactly as the model gets them, no model run"
     )
@@ -396,7 +408,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_review(sub: argparse._SubParsersAction) -> None:
+def _add_review(sub: argparse._SubParsersAction[_Parser]) -> None:
     again = sub.add_parser("report", help="render a finished run's report again (no model)")
     again.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
     again.set_defaults(command=cmd_report)

@@ -12,10 +12,13 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from harness.engines.contract import ModelInfo
 
 # Set before transformers is first imported (harness imports it lazily, tests too).
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -211,8 +214,8 @@ class FakeBackend:
     """
 
     name = "fake"
-    INFO = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
-            "fingerprint": "0" * 64, "load_s": 1.23}
+    INFO: ModelInfo = {"name": "fake", "type": "fake", "device": "cpu", "dtype": "float32",
+                       "fingerprint": "0" * 64, "load_s": 1.23}
 
     @classmethod
     def available(cls) -> str | None:
@@ -242,14 +245,14 @@ class FakeBackend:
         # rank_labels (scoring: likelihood): each label's log-probability after a prompt
         self.ranked: list[tuple[list[str], list[str]]] = []
         self.label_logprob: Callable[[str, str], float] = lambda prompt, label: -float(len(label))
-        self.info = dict(self.INFO)
+        self.info = self.INFO.copy()
         self.closed = False
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name}
 
-    def describe(self) -> dict[str, Any]:
-        return dict(self.info)
+    def describe(self) -> ModelInfo:
+        return self.info.copy()
 
     def close(self) -> None:
         self.closed = True
@@ -269,6 +272,13 @@ class FakeBackend:
         self.ranked.append((list(prompts), list(labels)))
         return [[LabelScore(label, self.label_logprob(prompt, label), 1) for label in labels]
                 for prompt in prompts]
+
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]) -> list[list[Any]]:
+        from harness.engines.contract import LabelScore
+
+        self.ranked.append((list(prompts), [list(c) for c in choices]))
+        return [[LabelScore(choice, self.label_logprob(prompt, choice), 1) for choice in own]
+                for prompt, own in zip(prompts, choices, strict=True)]
 
     def generate(self, prompts: list[str], setting: Any, seeds: list[int | None], options: Any):
         from harness.engines.contract import Generation

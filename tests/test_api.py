@@ -23,8 +23,8 @@ EMOTION = cli.TASKS_DIR / "emotion.yaml"
 # The columns users index by; renaming one breaks their notebooks.
 SAMPLE_COLUMNS = [
     "task", "item", "shots", "setting", "seed", "sequence", "output", "reference",
-    "references", "predicted", "correct", "invalid", "exact_match", "f1", "contains",
-    "repetition", "n_tokens", "mean_logprob", "stop_reason", "raw_output", "prompt",
+    "references", "predicted", "correct", "invalid", "acc_norm", "exact_match", "f1", "contains",
+    "repetition", "hangul", "wrong_language", "n_tokens", "mean_logprob", "stop_reason", "raw_output", "prompt",
 ]
 
 
@@ -143,6 +143,19 @@ def test_a_task_as_a_dict_with_a_dataframe(tmp_path, fake_model) -> None:
     assert run.samples.prompt[0].endswith("문장: 시험에 합격해서 너무 기뻐요.\n감정:")
     assert run.info["task"]["data"][0] == EMOTION_ROWS[0]
     assert (run.run_dir / "samples.jsonl").exists()
+
+
+def test_a_translation_summary_keeps_sacrebleus_signature_as_text(tmp_path, fake_backend
+                                                                   ) -> None:
+    fake_backend.respond = lambda prompt, setting, seed, index: "I am happy."
+    rows = [{"ko": "나는 행복하다.", "en": "I am happy."}, {"ko": "비가 온다.", "en": "It rains."}]
+    task = {"name": "ko_en", "kind": "translation", "data": rows,
+            "prompt": {"query": "{{ ko }} =>"}, "target": "{{ en }}"}
+    run = harness.run(task, model=harness.Model(fake_backend, "fake"), out=tmp_path)
+    signature = run.summary["bleu_signature"]
+    assert str(signature.dtype) == "string" and signature[0].startswith("nrefs:1")
+    assert run.summary["bleu"].dtype.kind == "f"
+    assert_frame_is_csv(run.summary, run.run_dir / "summary.csv")
 
 
 def test_a_dataframes_empty_cells_and_numbers(tmp_path, fake_model) -> None:

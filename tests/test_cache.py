@@ -119,6 +119,41 @@ def test_a_cache_filled_by_another_harness_version_is_not_read(
     assert generated(backend) == PROMPTS
 
 
+def cached_outputs(out: Path) -> int:
+    """What run.json says the result cache gave."""
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    run_json = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    return run_json["timings"]["cached_outputs"]
+
+
+def test_a_run_says_how_many_outputs_came_from_the_cache(
+    write_task, tmp_path, cache_dir, backend, capsys
+) -> None:
+    path = write_task(**TASK)
+    outputs = 4 * 2 * (1 + 3)  # items x shot counts x (greedy + 3 sampled sequences)
+    assert run(path, tmp_path / "a") == 0
+    assert f"0 of {outputs} outputs from the result cache" in capsys.readouterr().out
+    assert cached_outputs(tmp_path / "a") == 0
+
+    assert run(path, tmp_path / "b") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == f"{outputs} of {outputs} outputs from the result cache"
+    assert lines[-1].startswith("report: ")
+    assert cached_outputs(tmp_path / "b") == outputs
+
+    backend.calls.clear()
+    assert run(path, tmp_path / "c", "--shots", "0,1,2") == 0  # only 2-shot prompts are new
+    more = outputs // 2 * 3
+    assert f"{outputs} of {more} outputs from the result cache" in capsys.readouterr().out
+    assert cached_outputs(tmp_path / "c") == outputs
+    assert len(samples(tmp_path / "c")) == more
+    assert generated(backend) == 4 * 2  # 2-shot prompts x settings
+
+    assert run(path, tmp_path / "d", "--no-cache") == 0
+    assert "from the result cache" not in capsys.readouterr().out
+    assert cached_outputs(tmp_path / "d") == 0
+
+
 @pytest.mark.parametrize("change", [{"device": "cuda"}, {"dtype": "float16"},
                                     {"backend": "vllm"}, {"bf16_screen": False}])
 def test_another_device_dtype_or_backend_does_not_share_entries(

@@ -69,6 +69,48 @@ def test_replacing_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None
     assert page.read_text(encoding="utf-8") == "새 페이지"
 
 
+def listing(folder: Path) -> dict[str, str]:
+    return {p.name: (p / "f.txt").read_text(encoding="utf-8") for p in folder.iterdir()}
+
+
+def test_a_new_folder_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    with files.new_folder(out, "--out model: cannot write it") as partial:
+        (partial / "f.txt").write_text("new", encoding="utf-8")
+        assert not out.exists()
+    assert listing(tmp_path) == {"model": "new"}
+
+    with pytest.raises(KeyboardInterrupt), files.new_folder(tmp_path / "cut", "x") as partial:
+        (partial / "f.txt").write_text("half", encoding="utf-8")
+        raise KeyboardInterrupt
+    with pytest.raises(HarnessError, match=r"^--out cut: cannot write it \(No space left"):
+        with files.new_folder(tmp_path / "cut", "--out cut: cannot write it") as partial:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert listing(tmp_path) == {"model": "new"}  # no partial folder left behind
+
+
+@pytest.mark.parametrize(("existing", "kept"), [("keep", "old"), ("replace", "new")])
+def test_a_new_folder_over_an_existing_one(tmp_path: Path, existing, kept) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "f.txt").write_text("old", encoding="utf-8")
+    with files.new_folder(out, "cannot write it", existing) as partial:
+        (partial / "f.txt").write_text("new", encoding="utf-8")
+    assert listing(tmp_path) == {"model": kept}
+
+
+def test_a_new_folder_that_fails_over_an_existing_one_leaves_it_as_it_was(
+    tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "f.txt").write_text("old", encoding="utf-8")
+    with pytest.raises(HarnessError, match="cannot write it"):
+        with files.new_folder(out, "cannot write it") as partial:  # existing="fail"
+            (partial / "f.txt").write_text("new", encoding="utf-8")
+    assert listing(tmp_path) == {"model": "old"}
+
+
 def test_a_locked_run_folder_refuses_a_second_holder(tmp_path: Path) -> None:
     with files.locked(tmp_path, "--resume x"):
         with pytest.raises(HarnessError, match="another harness is writing"):

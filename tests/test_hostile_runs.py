@@ -194,10 +194,10 @@ def test_a_dict_task_stopped_part_way_says_how_to_resume_in_python(
     real = runner.run
     task = {**BASE_TASK, "data": EMOTION_ROWS * 30, "shots": [0]}
 
-    def full_disk(spec, requests, backend, options, samples, *rest):
+    def full_disk(spec, requests, backend, options, samples, *rest, **named):
         # the first batch is written, then the disk is full
         batches = rest[-1]
-        real(spec, batches[0], backend, options, samples, *rest[:-1], batches[:1])
+        real(spec, batches[0], backend, options, samples, *rest[:-1], batches[:1], **named)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(runner, "run", full_disk)

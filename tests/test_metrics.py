@@ -240,6 +240,7 @@ def test_score_sample_classification() -> None:
         "predicted": "부정",
         "correct": 1.0,
         "invalid": 0.0,
+        "acc_norm": None,  # a generated answer: nothing ranked to normalise
     }
     assert score_sample("classification", "긍정", ["부정"], labels)["correct"] == 0.0
     wrong = score_sample("classification", "모르겠어요", ["부정"], labels)
@@ -248,7 +249,8 @@ def test_score_sample_classification() -> None:
 
 def test_score_sample_qa() -> None:
     assert score_sample("qa", "세종대왕이다", ["세종대왕"], None) == pytest.approx(
-        {"exact_match": 0.0, "f1": 0.8, "contains": 1.0, "correct": 0.0, "repetition": 0.0}
+        {"exact_match": 0.0, "f1": 0.8, "contains": 1.0, "correct": 0.0, "repetition": 0.0,
+         "hangul": 1.0, "wrong_language": 0.0}
     )
     assert score_sample("qa", "서울.", ["서울"], None)["correct"] == 1.0
 
@@ -257,6 +259,8 @@ def test_score_sample_translation() -> None:
     assert score_sample("translation", "a b c a b c", ["x"], None) == {
         "correct": None,
         "repetition": 0.25,
+        "hangul": 0.0,  # six Latin letters, none Hangul
+        "wrong_language": 1.0,  # counted only where Korean is expected (the summary's scope)
     }
 
 
@@ -265,9 +269,12 @@ def test_score_sample_generation() -> None:
         "correct": None,
         "f1": None,  # no reference to compare with
         "repetition": 0.25,
+        "hangul": 0.0,
+        "wrong_language": 1.0,
     }
     with_ref = score_sample("generation", "세종대왕이다", ["세종대왕"], None)
-    assert with_ref == {"correct": None, "f1": pytest.approx(0.8), "repetition": 0.0}
+    assert with_ref == {"correct": None, "f1": pytest.approx(0.8), "repetition": 0.0,
+                        "hangul": 1.0, "wrong_language": 0.0}
 
 
 def test_score_sample_unknown_kind() -> None:
@@ -313,14 +320,16 @@ def test_aggregate_qa() -> None:
         make_row("qa", "서울.", ["서울", "서울특별시"], 2, -1.5, "eos"),
     ]
     result = aggregate("qa", rows)
-    assert list(result) == ["exact_match", "f1", "contains", "repetition", "length",
-                            "logprob", *COUNTS]
+    assert list(result) == ["exact_match", "f1", "contains", "repetition", "hangul",
+                            "wrong_language", "length", "logprob", *COUNTS]
     assert result == pytest.approx(
         {
             "exact_match": 0.5,
             "f1": 0.9,
             "contains": 1.0,
             "repetition": 0.0,
+            "hangul": 1.0,  # Korean references: the language check applies
+            "wrong_language": 0.0,
             "length": 3.0,
             "logprob": -1.0,
             "stop_eos": 1.0,
@@ -419,13 +428,15 @@ def test_directions() -> None:
 
 
 def test_sample_fields_come_from_the_registry() -> None:
-    assert metrics.SAMPLE_FIELDS == ("predicted", "correct", "invalid", "exact_match", "f1",
-                                     "contains", "repetition")
+    assert metrics.SAMPLE_FIELDS == ("predicted", "correct", "invalid", "acc_norm",
+                                     "exact_match", "f1", "contains", "repetition", "hangul",
+                                     "wrong_language")
 
 
 def test_each_kind_has_its_metrics() -> None:
     assert metrics.metric_names("classification") == ["accuracy", "macro_f1", "invalid",
-                                                      "length", "logprob"]
+                                                      "acc_norm", "acc_bytes", "length",
+                                                      "logprob"]
     assert "chrf" in metrics.metric_names("generation")
     assert "repetition" not in metrics.metric_names("classification")
     assert [m.name for m in metrics.for_kind("generation", references=False)][:2] == [

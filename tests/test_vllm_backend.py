@@ -138,6 +138,15 @@ def test_label_rankings_are_the_transformers_backends(vllm_tiny, hf_tiny):
         assert best == max(other, key=lambda s: s.logprob).label
 
 
+def test_each_prompt_s_own_choices_are_ranked_as_the_transformers_backend(vllm_tiny, hf_tiny):
+    choices = [LABELS[: 2 + i % 2] for i in range(len(PROMPTS))]  # two or three each
+    ours = vllm_tiny.rank_choices(PROMPTS, choices)
+    theirs = hf_tiny.rank_choices(PROMPTS, choices)
+    for own, mine, other in zip(choices, ours, theirs, strict=True):
+        assert [s.label for s in mine] == own
+        assert [s.logprob for s in mine] == pytest.approx([s.logprob for s in other], abs=1e-3)
+
+
 def test_bad_words_map_to_the_transformers_backends_tokens(vllm_tiny, hf_tiny):
     words = ("하늘", "<unk>", "</s>", "비가 온다")
     assert vllm_tiny._bad_words_ids(words) == [

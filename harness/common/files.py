@@ -4,7 +4,8 @@ what it replaces is written beside and renamed, and a run folder has one writer 
 - ``read_regular`` refuses a device (a link to /dev/zero), a FIFO (which would block
   forever) or a socket before reading a byte, and a file above its cap before loading it.
 - ``replacing`` / ``write_text`` give a reader either the old file or the new one, never
-  half a page: a kill or a full disk leaves the old file as it was.
+  half a page: a kill or a full disk leaves the old file as it was; ``new_folder`` does
+  the same for a folder (a converted or fine-tuned model).
 - ``locked`` holds a lock on a run folder (an OS lock, released when the process dies,
   so a killed run never leaves a stale one).
 """
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from harness.errors import HarnessError
 
@@ -84,6 +87,50 @@ def replacing(path: Path) -> Iterator[Path]:
         except OSError:
             pass
         raise
+
+
+@contextmanager
+def new_folder(folder: Path, error: str,
+               existing: Literal["fail", "keep", "replace"] = "fail") -> Iterator[Path]:
+    """A scratch folder beside ``folder`` (``NAME.partial-<pid>``) to fill; when the block
+    ends, it is renamed to ``folder``.
+
+    A write cut short (^C, a full disk, a crash) leaves no folder named ``folder`` that
+    looks complete: on any error the scratch folder is removed, and an OSError becomes
+    the one line ``{error} ({reason})``. Where ``folder`` exists by the end, ``existing``
+    says what happens: "keep" it (another process made the same folder first), "replace"
+    it (the old one is put back if the new one cannot take its place), or "fail".
+    """
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    try:
+        shutil.rmtree(partial, ignore_errors=True)  # an earlier process of this pid's
+        partial.mkdir(parents=True)
+        yield partial
+        _into_place(partial, folder, existing)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise HarnessError(f"{error} ({reason(exc)})") from None
+        raise
+
+
+def _into_place(partial: Path, folder: Path, existing: str) -> None:
+    if existing == "replace" and folder.exists():
+        old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
+        folder.rename(old)
+        try:
+            partial.rename(folder)
+        except BaseException:
+            old.rename(folder)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        partial.rename(folder)
+    except OSError:
+        if existing != "keep" or not folder.exists():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_text(path: Path, text: str) -> None:

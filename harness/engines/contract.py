@@ -3,7 +3,9 @@
 A backend turns the prompts of one decoding setting into generations, ranks labels by
 log-probability, counts tokens and says how many prompts fit in a batch. Two implement
 it: transformers (``engines.hf.backend.HFBackend``) and vLLM (``engines.vllm.backend``); tests
-put a fake in their place. Nothing here imports torch.
+put a fake in their place. The registry has mypy check both against ``Backend`` and
+``Engine`` (tests/test_types.py runs it), so a missing or mistyped method fails the tests.
+Nothing here imports torch.
 
 What a backend promises:
 
@@ -15,9 +17,9 @@ What a backend promises:
 - ``identity()`` names everything besides the request that can change an output (the
   engine, its speed-ups, device and precision); it is part of every cache key and of
   run.json.
-- ``describe()["fingerprint"]`` identifies the weights (a digest of the model's files, or
-  a hub id at its resolved commit); it is None when they cannot be identified, and then
-  the result cache is not used.
+- ``describe()["fingerprint"]`` (see ``ModelInfo``) identifies the weights (a digest of
+  the model's files, or a hub id at its resolved commit); it is None when they cannot be
+  identified, and then the result cache is not used.
 """
 
 from __future__ import annotations
@@ -25,10 +27,32 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
 if TYPE_CHECKING:
     from harness.tasks.decoding import Setting
+
+
+class ModelInfo(TypedDict):
+    """The model as run.json records it (``describe()``), in the same keys whatever the
+    engine; what an engine cannot tell is left out, and an engine may add its own keys
+    (``VLLMBackend``'s ``vllm``: its version) by extending this type."""
+
+    name: str  # what --model named
+    fingerprint: str | None  # the weights' identity (see the module's notes)
+    type: str  # the config's model_type ("gpt2", "gemma3_text", ...)
+    device: str
+    dtype: str
+    load_s: float  # seconds from asking for the model to its first request
+    parameters: NotRequired[int | None]
+    vocab_size: NotRequired[int]
+    # Prompt and answer tokens the model has positions for; prompts that do not fit are
+    # refused or cut before generating (None: the config names no bound).
+    context_length: NotRequired[int | None]
+    # A digest of the tokenizer's chat template (None without one); a run on plain text
+    # then says the model has one.
+    chat_template: NotRequired[str | None]
+
 
 @dataclass(frozen=True)
 class Options:
@@ -59,42 +83,6 @@ class LabelScore:
         return self.logprob / self.n_tokens
 
 
-class Backend(Protocol):
-    name: str  # "hf", "vllm", ...
-
-    def identity(self) -> dict[str, Any]:
-        """What besides the request decides an output (engine, speed-ups, precision)."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """The model as run.json records it: name, fingerprint, type, device, dtype, ...
-
-        Two keys the run reads where present: ``context_length`` (prompt and answer
-        tokens the model has positions for; prompts that do not fit are refused or cut
-        before generating) and ``chat_template`` (a digest of the tokenizer's chat
-        template, None without one; a run on plain text then says the model has one).
-        """
-        ...
-
-    def count_tokens(self, texts: list[str]) -> list[int]: ...
-
-    def batch_rows(self, setting: Setting) -> int:
-        """How many prompts of ``setting`` go into one ``generate`` call."""
-        ...
-
-    def generate(
-        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
-    ) -> list[list[Generation]]: ...
-
-    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
-        """Each label's log-probability after each prompt, in the labels' order."""
-        ...
-
-    def close(self) -> None:
-        """Let go of the engine (processes, memory); the backend is not used after."""
-        ...
-
-
 class Engine(Protocol):
     """An engine as the registry knows it before a model loads: its backend class."""
 
@@ -119,6 +107,44 @@ class Engine(Protocol):
     def open(cls, model: str, *, device: str = "auto", fast: bool = True,
              parallel: Parallel | None = None) -> Backend:
         """Load ``model`` and return the backend that runs it."""
+        ...
+
+
+class Backend(Engine, Protocol):
+    """A loaded model on an engine; its class is the engine (``type(backend)`` answers
+    ``available()``, ``refusal()`` and the rest before any model loads)."""
+
+    name: str  # "hf", "vllm", ...
+
+    def identity(self) -> dict[str, Any]:
+        """What besides the request decides an output (engine, speed-ups, precision)."""
+        ...
+
+    def describe(self) -> ModelInfo:
+        """The model as run.json records it (see ``ModelInfo``)."""
+        ...
+
+    def count_tokens(self, texts: list[str]) -> list[int]: ...
+
+    def batch_rows(self, setting: Setting) -> int:
+        """How many prompts of ``setting`` go into one ``generate`` call."""
+        ...
+
+    def generate(
+        self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options
+    ) -> list[list[Generation]]: ...
+
+    def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
+        """Each label's log-probability after each prompt, in the labels' order."""
+        ...
+
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """As ``rank_labels``, each prompt with its own choices (multiple choice)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the engine (processes, memory); the backend is not used after."""
         ...
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.common import files
+from harness.engines.contract import ModelInfo
 from harness.errors import HarnessError
 
 KOGPT2_SPECIALS = ("<s>", "</s>", "<pad>", "<unk>")
@@ -33,7 +33,7 @@ class LoadedModel:
     dtype: str
     load_s: float
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         cfg = self.model.config
         return {
             "name": self.name,
@@ -196,25 +196,24 @@ def convert_gguf(gguf_path: Path, name: str) -> Path:
         raise HarnessError(f"{gguf_path}: cannot load this GGUF file ({exc})") from None
     # transformers refuses to save a model loaded from GGUF ("not serializable"); once
     # de-quantised, the weights are ordinary tensors, so the quantizer's marks can go.
-    model.hf_quantizer = None
+    # (an attribute transformers sets on the model without declaring it, so the checker
+    # knows only nn.Module's __setattr__, which takes a Tensor or a Module)
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    try:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-    except BaseException as exc:  # a full disk, ^C: leave no gigabyte of half a model
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise HarnessError(f"{folder}: cannot write the converted model ({exc})") from None
-        raise
-    try:
-        partial.rename(folder)
-    except OSError:  # another process finished first: use its folder
-        shutil.rmtree(partial, ignore_errors=True)
+    save_once(model, tokenizer, folder, f"{folder}: cannot write the converted model")
     print(f"Converted in {time.perf_counter() - started:.0f} s.", file=sys.stderr, flush=True)
     return folder
+
+
+def save_once(model: Any, tokenizer: Any, folder: Path, error: str) -> None:
+    """Save a model and its tokenizer as a transformers folder under the cache, whole or
+    not at all (a full disk or ^C leaves no gigabyte of half a model); where another
+    process saved the same folder first, its folder is kept. ``error`` starts the line
+    an OSError becomes."""
+    with files.new_folder(folder, error, existing="keep") as partial:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
 
 
 def _load_folder(folder: Path, device: str) -> tuple[Any, Any]:

@@ -15,6 +15,8 @@ from harness.errors import HarnessError
 
 if TYPE_CHECKING:
     from harness.engines.contract import Backend, Engine, Options, Parallel
+    from harness.engines.hf.backend import HFBackend
+    from harness.engines.vllm.backend import VLLMBackend
     from harness.tasks.decoding import Setting
 
 # name -> "module:class"; a new engine is one entry here and a folder beside hf/ and vllm/
@@ -25,6 +27,16 @@ ENGINES = {
 # "auto" takes the first of these that is available and prefers the device
 AUTO_ORDER = ("vllm", "hf")
 NAMES = ("auto", *ENGINES)
+
+if TYPE_CHECKING:
+    # Each engine's class checked against the contract by mypy (tests/test_types.py), so
+    # a method missing or of another signature fails there, not on a machine with that
+    # engine: as a class, which the registry hands out (Backend extends Engine), and as
+    # a loaded backend, where mypy's report names the member that does not fit.
+    _CLASSES: list[type[Backend]] = [HFBackend, VLLMBackend]
+
+    def _loaded(hf: HFBackend, vllm: VLLMBackend) -> list[Backend]:
+        return [hf, vllm]
 
 
 def engine(name: str) -> type[Engine]:

@@ -140,6 +140,7 @@ class Sampler:
         """transformers' own filtering, for a nucleus wider than the candidates."""
         from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
+        assert self.top_p is not None  # only a nucleus is ever wider than the candidates
         if self.top_k:
             scores = TopKLogitsWarper(self.top_k)(None, scores)
         return TopPLogitsWarper(self.top_p)(None, scores)

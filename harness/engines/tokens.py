@@ -49,13 +49,16 @@ Pair = tuple[list[int], list[int]]  # (context token ids, continuation token ids
 
 def encode(tokenizer: Any, prompts: list[str], labels: list[str]) -> list[list[Pair]]:
     """For each prompt, for each label: (context token ids, continuation token ids)."""
-    pairs = [split(p, label) for p in prompts for label in labels]
+    return encode_each(tokenizer, prompts, [labels] * len(prompts))
+
+
+def encode_each(tokenizer: Any, prompts: list[str], choices: list[list[str]]) -> list[list[Pair]]:
+    """``encode`` with each prompt's own list of continuations (multiple choice)."""
+    pairs = [split(p, label) for p, own in zip(prompts, choices, strict=True) for label in own]
     contexts = prompt_ids(tokenizer, [c for c, _ in pairs])
     wholes = prompt_ids(tokenizer, [c + k for c, k in pairs])
-    out: list[list[Pair]] = []
-    for i, ((_, continuation), context, whole) in enumerate(
-        zip(pairs, contexts, wholes, strict=True)
-    ):
+    flat: list[Pair] = []
+    for (_, continuation), context, whole in zip(pairs, contexts, wholes, strict=True):
         if whole[: len(context)] == context and len(whole) > len(context):
             tail = whole[len(context):]
         else:
@@ -63,7 +66,10 @@ def encode(tokenizer: Any, prompts: list[str], labels: list[str]) -> list[list[P
         if not context:  # nothing to condition the first label token on
             context = [tokenizer.bos_token_id if tokenizer.bos_token_id is not None
                        else tokenizer.eos_token_id]
-        if i % len(labels) == 0:
-            out.append([])
-        out[-1].append((list(context), list(tail)))
+        flat.append((list(context), list(tail)))
+    out: list[list[Pair]] = []
+    start = 0
+    for own in choices:
+        out.append(flat[start : start + len(own)])
+        start += len(own)
     return out

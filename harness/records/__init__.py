@@ -9,6 +9,8 @@ the report and compare read them back through this module. Its fields:
     output, raw_output                           the answer (cut at a stop string), and all
     n_tokens, mean_logprob, stop_reason          of generated text; how it ended
     label_logprobs                               label ranking only: each label's log-prob
+    choices, choice_logprobs                     multiple_choice: the item's choices, and
+                                                 (ranked) each one's log-prob, in order
     ...                                          the per-output scores (metrics.score_sample)
 
 ``run.json`` beside it holds the merged task, the settings, the model and the backend.
@@ -60,6 +62,8 @@ def generated(task: Task, prompt: Prompt, setting: str, seed: int | None, index:
         "mean_logprob": generation.mean_logprob,
         "stop_reason": generation.stop_reason,
     }
+    if prompt.choices:
+        record["choices"] = list(prompt.choices)
     return scored(task, record)
 
 
@@ -80,16 +84,22 @@ def ranked(task: Task, prompt: Prompt, scores: list[LabelScore]) -> Record:
         "n_tokens": best.n_tokens,
         "mean_logprob": best.mean,
         "stop_reason": "eos",
-        "label_logprobs": {s.label: round(s.logprob, 4) for s in scores},
     }
+    if prompt.choices:  # a list: two choices may read the same
+        record["choices"] = list(prompt.choices)
+        record["choice_logprobs"] = [round(s.logprob, 4) for s in scores]
+    else:
+        record["label_logprobs"] = {s.label: round(s.logprob, 4) for s in scores}
     return scored(task, record)
 
 
 def scored(task: Task, record: Record) -> Record:
     """The record with its per-output scores (computed afresh from the record alone)."""
     kept = {k: v for k, v in record.items() if k not in metrics.SAMPLE_FIELDS}
-    return cast(Record, kept | metrics.score_sample(task.kind, record["output"],
-                                                    record["references"], task.labels))
+    choices, logprobs = metrics.ranking_of(record)
+    return cast(Record, kept | metrics.score_sample(
+        task.kind, record["output"], record["references"], task.labels, choices=choices,
+        logprobs=logprobs, answer_format=getattr(task, "answer_format", "text")))
 
 
 def record_id(record: Record) -> RequestId:
@@ -97,7 +107,7 @@ def record_id(record: Record) -> RequestId:
     return (record["setting"], record["seed"], record["item"], record["shots"])
 
 
-def sort_key(settings: Iterable[str]) -> Callable[[Record], tuple]:
+def sort_key(settings: Iterable[str]) -> Callable[[Record], tuple[Any, ...]]:
     """Records in the report's order: settings as listed (others after, by name), then
     item, shots, seed and returned sequence."""
     rank = {name: i for i, name in enumerate(dict.fromkeys(settings))}
@@ -166,7 +176,7 @@ def is_record(value: Any) -> bool:
         return False
     optional: dict[str, type | tuple[type, ...]] = {
         "raw_output": str, "stop_reason": str, "n_tokens": int, "mean_logprob": (int, float),
-        "label_logprobs": dict, "predicted": str,
+        "label_logprobs": dict, "predicted": str, "choices": list, "choice_logprobs": list,
     }
     optional |= {k: (int, float) for k in metrics.SAMPLE_FIELDS if k != "predicted"}
     return all(value.get(k) is None or isinstance(value[k], kind) for k, kind in optional.items())

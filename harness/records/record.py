@@ -42,14 +42,19 @@ class Record(TypedDict, total=False):
     mean_logprob: float | None
     stop_reason: str  # "eos", "stop" (a stop string) or "length"
     label_logprobs: dict[str, float]  # label ranking: each label's log-probability
+    choices: list[str]  # multiple_choice: the item's own choices, in order
+    choice_logprobs: list[float]  # multiple_choice ranked: each choice's log-probability
 
     predicted: str | None  # classification: the first label the output names
     correct: float | None  # 1.0 right, 0.0 wrong; None where the kind has no right answer
     invalid: float | None
+    acc_norm: float | None  # ranked: right when log-probabilities are divided by length
     exact_match: float | None
     f1: float | None
     contains: float | None
     repetition: float | None
+    hangul: float | None  # the share of the answer's letters that are Hangul
+    wrong_language: float | None  # 1.0 where an answer with letters is less than half Hangul
 
 
 FIELDS: frozenset[str] = Record.__required_keys__ | Record.__optional_keys__

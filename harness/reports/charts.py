@@ -12,13 +12,16 @@ import io
 import re
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.scoring import metrics
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 Row = dict[str, Any]
 
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "none",  # text stays text: small, and drawn with the page's fonts
     "svg.hashsalt": "harness",  # stable ids, so the same numbers give the same page
     "text.parse_math": False,  # a "$" in a setting or model name is a dollar sign
@@ -124,8 +127,9 @@ def bars_by_setting(summary: list[Row], names: list[str]) -> str | None:
             ax.set_xticks(range(len(settings)), settings, rotation=30 if len(settings) > 3 else 0,
                           ha="right" if len(settings) > 3 else "center")
             ax.set_ylim(0, 1.05)
-            better = found.higher if (found := metrics.find(metric)) else None
-            hint = {True: " (higher is better)", False: " (lower is better)"}.get(better, "")
+            found = metrics.find(metric)
+            hint = ("" if found is None else
+                    " (higher is better)" if found.higher else " (lower is better)")
             ax.set_title(label(metric) + hint, loc="left")
             ax.grid(axis="x", visible=False)
         _legend(axes[-1], len(shots))
@@ -209,10 +213,11 @@ def grouped_bars(groups: list[str], series: dict[str, list[float | None]], ylabe
             xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
             ys = [v or 0.0 for v in values]
             yerr = None
-            bounds = (errors or {}).get(name)
-            if bounds and all(lo is not None and hi is not None for lo, hi in bounds):
-                yerr = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, bounds, strict=True)],
-                        [max(0.0, hi - y) for y, (_, hi) in zip(ys, bounds, strict=True)]]
+            bounds = (errors or {}).get(name) or []
+            known = [(lo, hi) for lo, hi in bounds if lo is not None and hi is not None]
+            if bounds and len(known) == len(bounds):
+                yerr = [[max(0.0, y - lo) for y, (lo, _) in zip(ys, known, strict=True)],
+                        [max(0.0, hi - y) for y, (_, hi) in zip(ys, known, strict=True)]]
             ax.bar(xs, ys, width * 0.92, color=color(j), label=name, yerr=yerr,
                    error_kw={"elinewidth": 1, "capsize": 2})
         ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 4 else 0,

@@ -50,6 +50,12 @@ class Run:
         self.summary = Summary(self.kind, self.records, labels, self.task.get("metrics"))
 
     @property
+    def scores(self) -> Summary:
+        """The summary over the items kept (``load_runs`` has called ``keep_items``)."""
+        assert self.summary is not None, "keep_items makes the summary"
+        return self.summary
+
+    @property
     def task(self) -> dict[str, Any]:
         return self.run["task"]
 
@@ -93,9 +99,10 @@ def pair_by_content(runs: list[Run]) -> list[str]:
     Items with no match keep numbers of their own (past the first run's), and are left
     out as any item not in every run is. The lines to print: how many matched, and why
     any did not. Runs written before item digests are paired by position, as said."""
-    digests = [run.run.get("item_digests") for run in runs]
-    if not all(isinstance(d, list) for d in digests):
-        old = [str(run.folder) for run, d in zip(runs, digests) if not isinstance(d, list)]
+    recorded = [run.run.get("item_digests") for run in runs]
+    digests = [d for d in recorded if isinstance(d, list)]
+    if len(digests) < len(runs):
+        old = [str(run.folder) for run, d in zip(runs, recorded) if not isinstance(d, list)]
         return [f"note: compare: {', '.join(old)} records no item digests (an older run), so "
                 "items are paired by position, not by content"]
     numbered: dict[tuple[str, int], int] = {}  # (digest, its nth copy) -> item number
@@ -161,14 +168,14 @@ def deltas(runs: list[Run]) -> tuple[list[Key], list[str], dict[Key, dict[str, A
     first = runs[0].summary
     assert first is not None
     columns = [m.name for m in first.metrics if not m.count]
-    keys = list(dict.fromkeys(k for run in runs for k in run.summary.cells))  # type: ignore
+    keys = list(dict.fromkeys(k for run in runs for k in run.scores.cells))
     table: dict[Key, dict[str, Any]] = {key: {} for key in keys}
     for column in columns:
         metric = metrics.get(column)
         found: list[tuple[Key, int, stats.Difference]] = []
         for key in keys:
-            estimates = [run.summary.estimate(key, metric) if key in run.summary.cells
-                         else (None, None, None) for run in runs]  # type: ignore[union-attr]
+            estimates = [run.scores.estimate(key, metric) if key in run.scores.cells
+                         else (None, None, None) for run in runs]
             changes: list[stats.Difference | None] = []
             for i, run in enumerate(runs[1:], start=1):
                 changes.append(_change(runs[0], run, key, metric))
@@ -216,7 +223,7 @@ def differing_items(runs: list[Run]) -> tuple[list[dict[str, Any]], list[dict[st
         for record in run.records:
             grouped[(record["item"], record["setting"], record["shots"])].append(record)
         cells.append(grouped)
-    keys = list(dict.fromkeys(k for run in runs for k in run.summary.cells))  # type: ignore
+    keys = list(dict.fromkeys(k for run in runs for k in run.scores.cells))
     rows = [{"label": f"{s} · {k}-shot", "setting": s, "shots": str(k)} for s, k in keys]
     prompts: dict[int, dict[str, str]] = defaultdict(dict)
     refs: dict[int, list[str]] = {}
@@ -224,7 +231,7 @@ def differing_items(runs: list[Run]) -> tuple[list[dict[str, Any]], list[dict[st
         for (item, _, k), records in grouped.items():
             prompts[item].setdefault(f"{k}-shot", records[0]["prompt"])
             refs.setdefault(item, records[0].get("references") or [])
-    items = []
+    items: list[dict[str, Any]] = []
     for item in sorted(prompts):
         found = []
         for r, (setting, k) in enumerate(keys):

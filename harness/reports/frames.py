@@ -44,7 +44,7 @@ def summary(table: Summary) -> pd.DataFrame:
     for column in header:
         if column in counts:  # counts: 3, not 3.0
             frame[column] = frame[column].astype("Int64")
-        elif column.endswith("_mark"):  # best, tied, worse
+        elif column.endswith(("_mark", "_signature")):  # best/tied/worse; sacrebleu's
             frame[column] = frame[column].astype("string")
         elif column not in ("setting", "shots"):
             frame[column] = frame[column].astype("float64")

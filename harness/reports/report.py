@@ -127,7 +127,7 @@ def render_html(run: dict[str, Any], records: list[Record],
     classification = kind == "classification"
     # What review.js draws: rows × cols of cells per item; each row and column carries the
     # values the filters match (setting, shots); marks: whether outputs are right/wrong.
-    data = {
+    data: dict[str, Any] = {
         "marks": marks,
         "differ": "item",
         "rows": [{"label": s, "setting": s} for s in settings],
@@ -167,7 +167,8 @@ def render_html(run: dict[str, Any], records: list[Record],
 def summary_of(run: dict[str, Any], records: list[Record]) -> Summary:
     """The summary of a run as its task asks: its kind, labels and chosen metrics."""
     task = run["task"]
-    return Summary(task["kind"], records, task.get("labels"), task.get("metrics"))
+    return Summary(task["kind"], records, task.get("labels"), task.get("metrics"),
+                   task.get("language"), task.get("bleu_tokenize"))
 
 
 def _by_item(records: list[Record]) -> dict[int, dict[tuple[str, int], list[Record]]]:
@@ -222,6 +223,10 @@ def grouped_outputs(records: list[Record]) -> list[dict[str, Any]]:
             entry["r"] = " · ".join(
                 f"{label} {fmt(lp)}" for label, lp in record["label_logprobs"].items()
             )
+        elif record.get("choice_logprobs") is not None:  # multiple_choice, ranked
+            entry["r"] = " · ".join(
+                f"{i}. {choice} {fmt(lp)}" for i, (choice, lp) in enumerate(
+                    zip(record["choices"], record["choice_logprobs"], strict=True), start=1))
         merged[text] = entry
     return sorted(merged.values(), key=lambda e: -e["n"])
 

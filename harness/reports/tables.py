@@ -183,7 +183,7 @@ def confusion_grid(summary: Summary) -> dict[str, Any]:
     answers = [*summary.scope.labels, labels.NO_LABEL]
     rows = []
     for setting in summary.settings:
-        panels = []
+        panels: list[dict[str, Any] | None] = []
         for k in summary.shots:
             if (setting, k) not in summary.cells:
                 panels.append(None)

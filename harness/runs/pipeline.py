@@ -23,7 +23,7 @@ from typing import Any
 from harness import records
 from harness.common import files
 from harness.common.version import __version__
-from harness.engines.contract import Backend, Options, Parallel
+from harness.engines.contract import Backend, ModelInfo, Options, Parallel
 from harness.errors import HarnessError
 from harness.records import LIKELIHOOD
 from harness.reports import report
@@ -139,8 +139,9 @@ def fit_to_context(plan: Plan, count: context.Count, limit: int | None) -> Plan:
     tokens: refused, or cut from the left where the task says ``too_long: cut_left``."""
     room = max([s.args.get("max_new_tokens", plan.options.max_new_tokens)
                 for s in plan.settings], default=0)
-    if plan.likelihood:  # the longest label follows the prompt
-        room = max(room, max(count([f" {label}" for label in plan.task.spec.labels or []])))
+    if plan.likelihood:  # the longest label (or choice) follows the prompt
+        follow = set(plan.task.spec.labels or []) | {c for p in plan.prompts for c in p.choices}
+        room = max(room, max(count([f" {label}" for label in sorted(follow)]), default=0))
     prompts, cuts = context.fit(plan.prompts, count, limit, room,
                                 plan.task.spec.too_long == "cut_left", str(plan.task.path),
                                 chat=plan.chat != "none")
@@ -204,7 +205,7 @@ def check_same_model(run_dir: Path, backend: Backend) -> None:
         )
 
 
-def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dict:
+def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dict[str, Any]:
     """Everything needed to understand, repeat and re-render the run."""
     import torch
     import transformers
@@ -214,6 +215,7 @@ def run_metadata(plan: Plan, backend: Backend, timings: dict[str, float]) -> dic
         "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "task_path": str(plan.task.path),
         "task": plan.task.spec.model_dump(mode="json"),
+        "data": plan.task.sources,  # a Hub dataset's name, revision and fingerprint
         "shots": sorted({p.shots for p in plan.prompts}),
         "items": len({p.item for p in plan.prompts}),
         # each item's content (fields and references): compare pairs runs' items by it
@@ -254,11 +256,13 @@ def plan_id(plan: Plan) -> str:
     """A digest of everything that decides a run's requests (not the model)."""
     content = {
         "task": plan.task.spec.model_dump(mode="json"),
-        "prompts": [[p.item, p.shots, p.text] for p in plan.prompts],
+        "prompts": [[p.item, p.shots, p.text, *p.choices] for p in plan.prompts],
         "settings": [[s.name, s.args] for s in plan.settings],
         "seeds": plan.seeds,
         "options": [plan.options.max_new_tokens, plan.options.stop, plan.options.bad_words],
     }
+    if plan.task.sources:  # a Hub dataset's name, revision and fingerprint
+        content["data"] = plan.task.sources
     text = json.dumps(content, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -325,17 +329,21 @@ def executed(
     cache: ResultCache | None = None,
     done: list[records.Record] | None = None,
     batches: list[list[runner.Request]] | None = None,
+    tally: runner.Tally | None = None,
 ) -> tuple[list[records.Record], Summary]:
     """Generate every output not in ``done`` into run_dir, then write the reports: the
     run's records and the summary the reports show, made once for all who show it.
 
     run.json is written first, so an interrupted run can be resumed; outputs are
     appended to samples.jsonl a batch at a time. ``done`` holds whole batches (see
-    ``kept_records``); ``batches`` is ``runner.layout`` of the whole plan.
+    ``kept_records``); ``batches`` is ``runner.layout`` of the whole plan. run.json's
+    timings say how many outputs a resume kept and how many the result cache gave
+    (``tally`` counts them).
     """
     from tqdm.auto import tqdm
 
     done = done or []
+    tally = tally if tally is not None else runner.Tally()
     finished = {records.record_id(r) for r in done}
     batches = batches if batches is not None else runner.layout(plan.requests, backend)
     info = backend.describe()
@@ -349,7 +357,7 @@ def executed(
              dynamic_ncols=True) as bar,
     ):
         new = runner.run(plan.task.spec, plan.requests, backend, plan.options, samples,
-                         bar.update, cache, scope, finished, batches)
+                         bar.update, cache, scope, finished, batches, tally=tally)
         if plan.likelihood:
             new += runner.rank(plan.task.spec, plan.prompts, backend, samples, bar.update,
                                done=finished)
@@ -359,10 +367,14 @@ def executed(
         "load_s": load_s,
         "generate_s": round(time.perf_counter() - started, 2),
         "resumed_outputs": len(done),
+        "cached_outputs": tally.cached,
     }
     run = run_metadata(plan, backend, timings)
     records.write_run(run_dir, run)
-    return made, report.write_all(run_dir, run, made)
+    summary = report.write_all(run_dir, run, made)
+    if summary.signatures:  # how each corpus metric was computed, to reproduce it
+        records.write_run(run_dir, run | {"signatures": summary.signatures})
+    return made, summary
 
 
 # ---------------------------------------------------------------- harness run, whole
@@ -392,6 +404,7 @@ class Finished:
     run_dir: Path
     records: list[records.Record]
     summary: Summary  # the one the reports show: the console and the API show it too
+    cached: int | None = None  # outputs the result cache gave; None: no cache was used
 
 
 class Interrupted(KeyboardInterrupt):
@@ -434,13 +447,15 @@ def run(config: RunConfig, backend: Backend | None = None) -> Finished:
         plan = _fitted(plan, backend, info)
         batches = runner.layout(plan.requests, backend)
         run_dir, done = _run_dir(config, plan, backend, batches, resumed, stack)
+        tally = runner.Tally()
         try:
-            made, summary = executed(plan, backend, run_dir, cache, done, batches)
+            made, summary = executed(plan, backend, run_dir, cache, done, batches, tally)
         except KeyboardInterrupt:
             raise Interrupted(run_dir) from None
         except BaseException as exc:
             raise _failed(config, plan, batches, run_dir, resumed is None, exc) from None
-    return Finished(plan, run_dir, made, summary)
+    return Finished(plan, run_dir, made, summary,
+                    tally.cached if cache is not None else None)
 
 
 def _claim_resumed(config: RunConfig, plan: Plan, stack: contextlib.ExitStack) -> Path | None:
@@ -474,7 +489,7 @@ def _open_result_cache(config: RunConfig, stack: contextlib.ExitStack) -> Result
     return cache
 
 
-def _ready(plan: Plan, backend: Backend, info: dict[str, Any],
+def _ready(plan: Plan, backend: Backend, info: ModelInfo,
            cache: ResultCache | None) -> ResultCache | None:
     """Say which model is ready, and what of it matters; the cache to use, which is none
     for a model whose files cannot be identified (its key would not tell models apart)."""
@@ -490,7 +505,7 @@ def _ready(plan: Plan, backend: Backend, info: dict[str, Any],
     return cache
 
 
-def _fitted(plan: Plan, backend: Backend, info: dict[str, Any]) -> Plan:
+def _fitted(plan: Plan, backend: Backend, info: ModelInfo) -> Plan:
     """The plan fitted to the model's context, saying which prompts were cut."""
     plan = fit_to_context(plan, backend.count_tokens, info.get("context_length"))
     for cut in plan.cuts:

@@ -45,6 +45,14 @@ class Request:
         return request_seed(self.seed, self.prompt.text) if self.setting.sampled else None
 
 
+@dataclass
+class Tally:
+    """Where a run's new outputs came from: the result cache or the backend."""
+
+    cached: int = 0
+    generated: int = 0
+
+
 def plan(prompts: list[Prompt], settings: list[Setting], seeds: list[int]) -> list[Request]:
     """Every generation call of a run: sampled settings once per seed, others once."""
     requests = []
@@ -90,14 +98,17 @@ def run(
     scope: dict[str, Any] | None = None,
     done: set[records.RequestId] | None = None,
     batches: list[list[Request]] | None = None,
+    tally: Tally | None = None,
 ) -> list[Record]:
     """Generate every request not in ``done`` and return their records, in a stable order.
 
     ``batches`` is ``layout(requests, backend)`` (computed here when not given); a batch
     whose requests are all done is skipped. With a cache, requests it holds are answered
     from it, the rest of their batch is generated together, and new outputs are stored in
-    it; ``scope`` (``cache.scope``) is part of every key.
+    it; ``scope`` (``cache.scope``) is part of every key. ``tally`` counts the outputs
+    each way.
     """
+    tally = tally if tally is not None else Tally()
     done = done or set()
     made: list[Record] = []
     order = records.sort_key(r.setting.name for r in requests)
@@ -125,6 +136,9 @@ def run(
             for r in batch
             for index, generation in enumerate(outputs[id(r)])
         ]
+        made_here = sum(len(outputs[id(r)]) for r in missing)
+        tally.generated += made_here
+        tally.cached += len(new) - made_here
         made.extend(new)
         if samples is not None:
             records.append(samples, new)  # a batch's lines in one write
@@ -148,14 +162,18 @@ def rank(
     done: set[records.RequestId] | None = None,
 ) -> list[Record]:
     """Label ranking (``scoring: likelihood``): one record per prompt, whose answer is
-    the label the model finds most likely after it. ``prompts`` is the whole plan's; a
+    the label (multiple_choice: the item's choice) the model finds most likely after it. ``prompts`` is the whole plan's; a
     chunk whose prompts are all in ``done`` is skipped, any other is ranked whole."""
     done = done or set()
     made = []
     for part in rank_chunks(prompts, chunk):
         if all(ranked_id(p) in done for p in part):
             continue
-        rankings = backend.rank_labels([p.text for p in part], list(task.labels or []))
+        if task.kind == "multiple_choice":  # each item its own choices
+            rankings = backend.rank_choices([p.text for p in part],
+                                            [list(p.choices) for p in part])
+        else:
+            rankings = backend.rank_labels([p.text for p in part], list(task.labels or []))
         new = [records.ranked(task, p, scores) for p, scores in zip(part, rankings, strict=True)
                if ranked_id(p) not in done]
         made += new
@@ -171,7 +189,8 @@ def ranked_id(prompt: Prompt) -> records.RequestId:
     return (records.LIKELIHOOD, None, prompt.item, prompt.shots)
 
 
-def done_chunks(found: list[Record], prompts: list[Prompt], chunk: int = 16) -> set:
+def done_chunks(found: list[Record], prompts: list[Prompt],
+                chunk: int = 16) -> set[records.RequestId]:
     """The label rankings whose whole chunk is in ``found`` (as ``done_batches``)."""
     counts = Counter(records.record_id(r) for r in found)
     done: set[records.RequestId] = set()

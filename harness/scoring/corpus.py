@@ -11,8 +11,10 @@ which do not add up over outputs; ``Grams`` keeps what its jackknife needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,15 +23,43 @@ CHRF_ORDER = 6  # sacrebleu's default character order (no word n-grams: chrF, no
 CHRF_BETA = 2
 
 
-def bleu_stats(outputs: Sequence[str], references: Sequence[str]) -> np.ndarray:
-    """Per output: [length, reference length, matches of 1..4-grams, 1..4-grams]."""
-    from sacrebleu.metrics import BLEU
-
+def bleu_stats(outputs: Sequence[str], references: Sequence[str],
+               tokenize: str = "13a") -> np.ndarray:
+    """Per output: [length, reference length, matches of 1..4-grams, 1..4-grams], the
+    texts split by sacrebleu's ``tokenize`` (13a; ko-mecab or char for Korean)."""
     if not outputs:
         return np.zeros((0, 2 + 2 * BLEU_ORDER))
-    metric = BLEU(tokenize="13a")
+    metric = _bleu(tokenize)
     return np.array(metric._extract_corpus_statistics(list(outputs), [list(references)]),
                     dtype=float)
+
+
+@functools.cache
+def _bleu(tokenize: str) -> Any:
+    from sacrebleu.metrics import BLEU
+
+    return BLEU(tokenize=tokenize)
+
+
+@functools.cache
+def bleu_signature(tokenize: str = "13a") -> str:
+    """sacrebleu's signature of the BLEU computed here (one reference: the first), so that
+    a reader can compute the same number with sacrebleu itself."""
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU(tokenize=tokenize)
+    metric.corpus_score(["."], [["."]])  # a signature names the references' count
+    return str(metric.get_signature())
+
+
+@functools.cache
+def chrf_signature() -> str:
+    """sacrebleu's signature of the chrF computed here."""
+    from sacrebleu.metrics import CHRF
+
+    metric = CHRF()
+    metric.corpus_score(["."], [["."]])
+    return str(metric.get_signature())
 
 
 def bleu_score(sums: np.ndarray) -> np.ndarray:
@@ -84,7 +114,7 @@ def confusion_stats(golds: Sequence[str | None], predicted: Sequence[str | None]
     """Per output, a one-hot confusion cell: reference label (rows) × answer (columns, the
     labels then "no label"), flattened. An output whose reference is not a label is zeros."""
     size = len(labels)
-    index = {label: i for i, label in enumerate(labels)}
+    index: dict[str | None, int] = {label: i for i, label in enumerate(labels)}
     out = np.zeros((len(golds), size * (size + 1)))
     for row, (gold, answer) in enumerate(zip(golds, predicted, strict=True)):
         if gold in index:
@@ -136,13 +166,14 @@ class Grams:
     totals: np.ndarray
 
     @classmethod
-    def of(cls, texts_by_item: Sequence[Sequence[str]], n: int) -> Grams:
+    def of(cls, texts_by_item: Sequence[Sequence[str]], n: int,
+           split: Callable[[str], list[str]] = str.split) -> Grams:
         from harness.scoring.textscores import ngrams
 
-        vocabulary: dict[tuple, int] = {}
+        vocabulary: dict[tuple[Hashable, ...], int] = {}
         ids, totals = [], []
         for texts in texts_by_item:
-            grams = [g for text in texts for g in ngrams(text.split(), n)]
+            grams = [g for text in texts for g in ngrams(split(text), n)]
             ids.append(np.unique(np.fromiter(
                 (vocabulary.setdefault(g, len(vocabulary)) for g in grams), dtype=np.int64,
                 count=len(grams))))

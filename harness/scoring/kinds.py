@@ -11,5 +11,5 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-Kind = Literal["classification", "qa", "translation", "generation"]
+Kind = Literal["classification", "multiple_choice", "qa", "translation", "generation"]
 KINDS: tuple[Kind, ...] = get_args(Kind)

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.scoring import corpus, metrics, stats
-from harness.scoring.summary import Key, Summary
+from harness.scoring.stats import Items
+from harness.scoring.summary import Cell, Key, Summary
 
 if TYPE_CHECKING:
     from harness.records.record import Record  # the record contract, a layer above
@@ -65,8 +66,16 @@ def baseline(records: list[Record], labels: tuple[str, ...]) -> Baseline | None:
 
 def confusion(summary: Summary, key: Key) -> np.ndarray:
     """Outputs per reference label (rows) and answer (columns: the labels, then no label)."""
-    part = summary.cells[key].part(metrics.get("macro_f1"), summary.scope)
+    part = _counts(summary, summary.cells[key])
     return corpus.confusion(part.total, len(summary.scope.labels))
+
+
+def _counts(summary: Summary, cell: Cell) -> Items:
+    """A cell's confusion counts per item (macro-F1's statistics, summed per item: only
+    distinct-n keeps n-grams instead)."""
+    part = cell.part(metrics.get("macro_f1"), summary.scope)
+    assert isinstance(part, Items)
+    return part
 
 
 def label_rows(summary: Summary) -> list[dict[str, Any]]:
@@ -74,10 +83,9 @@ def label_rows(summary: Summary) -> list[dict[str, Any]]:
     label's references (support) and the answers naming it."""
     labels = summary.scope.labels
     size = len(labels)
-    metric = metrics.get("macro_f1")
     rows = []
     for key, cell in summary.cells.items():
-        part = cell.part(metric, summary.scope)
+        part = _counts(summary, cell)
         found = corpus.per_label(part.total, size)
         with np.errstate(divide="ignore", invalid="ignore"):
             resampled = corpus.per_label(stats.resample_counts(len(part)) @ part.stats, size)

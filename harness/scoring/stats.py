@@ -25,7 +25,7 @@ again shows the same numbers, and results on the same items share their draws.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -181,7 +181,7 @@ def _jackknife_error(left_out: np.ndarray) -> float | None:
     return float(math.sqrt((n - 1) / n * ((kept - kept.mean()) ** 2).sum()))
 
 
-def mcnemar(a: Sequence[float], b: Sequence[float]) -> float:
+def mcnemar(a: Collection[float], b: Collection[float]) -> float:
     """Exact McNemar p-value for paired right (1) / wrong (0) answers: two-sided binomial
     test of the discordant pairs against one half."""
     only_a = sum(1 for x, y in zip(a, b, strict=True) if x and not y)

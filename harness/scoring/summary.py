@@ -30,9 +30,10 @@ Key = tuple[str, int]  # (setting, shots)
 Estimate = tuple[float | None, float | None, float | None]  # value, 95% interval
 
 
-def columns(kind: str, chosen: Sequence[str] | None, references: bool = True) -> list[str]:
+def columns(kind: str, chosen: Sequence[str] | None, references: bool = True,
+            scope: Scope | None = None) -> list[str]:
     """The summary's columns: the task's chosen metrics, the kind's main one, the rest."""
-    every = [m.name for m in metrics.for_kind(kind, references)]
+    every = [m.name for m in metrics.shown(kind, references, scope, chosen or ())]
     first = [m for m in chosen or [] if m in every]
     main = metrics.main_metric(kind, every)
     if not first and main:
@@ -57,7 +58,8 @@ class Cell:
                 texts: list[list[str]] = [[] for _ in self.items]
                 for record, row in zip(self.records, self.row_item, strict=True):
                     texts[row].append(record["output"])
-                self._parts[metric.name] = Grams.of(texts, metric.distinct)
+                self._parts[metric.name] = Grams.of(texts, metric.distinct,
+                                                    metrics.splitter(metric))
             else:
                 per_output = metric.outputs_stats(self.records, scope)
                 summed = np.zeros((len(self.items), per_output.shape[1]))
@@ -84,16 +86,20 @@ class Summary:
     """Every number of a run's summary, computed once for the CSV, the page and the CLI."""
 
     def __init__(self, kind: str, records: list[Record], labels: Sequence[str] | None = None,
-                 chosen: Sequence[str] | None = None) -> None:
+                 chosen: Sequence[str] | None = None, language: str | None = None,
+                 bleu_tokenize: str | None = None) -> None:
         self.kind = kind
-        self.scope = metrics.scope_of(kind, records, labels)
+        self.scope = metrics.scope_of(kind, records, labels, language, bleu_tokenize)
         grouped: dict[Key, list[Record]] = {}
         for record in records:
             grouped.setdefault((record["setting"], record["shots"]), []).append(record)
         self.cells = {key: Cell(key, rows) for key, rows in grouped.items()}
         self.references = any(r.get("references") for r in records)
-        self.columns = columns(kind, chosen, self.references)
+        self.columns = columns(kind, chosen, self.references, self.scope)
         self.metrics = [metrics.get(name) for name in self.columns]
+        # sacrebleu's signature of each corpus metric shown, to reproduce it
+        self.signatures = {m.name: m.signature(self.scope) for m in self.metrics
+                           if m.signature is not None}
         self.settings = list(dict.fromkeys(s for s, _ in self.cells))
         self.shots = sorted({k for _, k in self.cells})
         self._estimates: dict[tuple[Key, str], Estimate] = {}
@@ -156,12 +162,12 @@ class Summary:
 
     def _best(self, keys: list[Key], metric: Metric) -> Key | None:
         """The first of the keys with the best value; None when all values are equal."""
-        values = {key: self.estimate(key, metric)[0] for key in keys}
-        known = [key for key in keys if values[key] is not None]
-        if len(known) < 2 or len({values[key] for key in known}) < 2:
+        known = {key: value for key in keys
+                 if (value := self.estimate(key, metric)[0]) is not None}
+        if len(known) < 2 or len(set(known.values())) < 2:
             return None  # nothing to choose between
         sign = -1 if metric.higher else 1
-        return min(known, key=lambda key: sign * values[key])  # min keeps the first of a tie
+        return min(known, key=lambda key: sign * known[key])  # min keeps the first of a tie
 
     def _family(self, metric: Metric, keys: list[Key], against: Key) -> list[Comparison]:
         differences = [self.versus(key, against, metric) for key in keys]
@@ -210,6 +216,8 @@ class Summary:
                 row[f"{metric.name}_low"], row[f"{metric.name}_high"] = low, high
                 if metric.higher is not None:
                     row[f"{metric.name}_mark"], row[f"{metric.name}_p"] = self.marks(key, metric)
+                if metric.name in self.signatures:
+                    row[f"{metric.name}_signature"] = self.signatures[metric.name]
             out.append(row)
         return out
 
@@ -222,6 +230,8 @@ class Summary:
                 out += [f"{metric.name}_low", f"{metric.name}_high"]
                 if metric.higher is not None:
                     out += [f"{metric.name}_mark", f"{metric.name}_p"]
+            if metric.name in self.signatures:
+                out.append(f"{metric.name}_signature")
         return out
 
 

@@ -6,9 +6,18 @@ output, and corpus.py turns whole sets of outputs into corpus statistics.
 
 from __future__ import annotations
 
+import functools
+import string
 import unicodedata
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+
+def nfkc(text: str) -> str:
+    """Unicode NFKC: the form every comparison of texts uses, so that Hangul typed as
+    decomposed jamo (NFD, as some editors save it) equals the same syllables composed."""
+    return unicodedata.normalize("NFKC", text)
 
 
 def normalize(text: str) -> str:
@@ -68,9 +77,10 @@ def ngrams(seq: Sequence[Hashable], n: int) -> list[tuple[Hashable, ...]]:
     return [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
 
 
-def distinct_n(texts: list[str], n: int) -> float:
-    """Distinct word n-grams / total word n-grams over all texts; 0.0 if there are none."""
-    grams = [g for text in texts for g in ngrams(text.split(), n)]
+def distinct_n(texts: list[str], n: int, split: Callable[[str], list[str]] = str.split) -> float:
+    """Distinct word n-grams / total word n-grams over all texts; 0.0 if there are none
+    (``split``: the units, words by default; ``morphemes`` for Korean morphemes)."""
+    grams = [g for text in texts for g in ngrams(split(text), n)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -95,3 +105,74 @@ def repeated_ngram_rate(text: str, n: int = 3) -> float:
 def repeated_ngram_rate_ids(ids: list[int], n: int = 3) -> float:
     """Same as ``repeated_ngram_rate`` but over token ids."""
     return _repeat_rate(ids, n)
+
+
+# ---------------------------------------------------------------- KorQuAD 1.0
+
+# The characters KorQuAD 1.0's official evaluation turns into spaces before it drops
+# ASCII punctuation (its normalize_answer); NFKC comes first here, as everywhere.
+_KORQUAD_SPACED = str.maketrans({ch: " " for ch in "'\"《》<>〈〉()‘’"})
+_ASCII_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def korquad_normalize(text: str) -> str:
+    """KorQuAD 1.0's answer normalisation: quotes and brackets to spaces, ASCII punctuation
+    dropped, lowercase, whitespace collapsed (after NFKC)."""
+    text = unicodedata.normalize("NFKC", text).translate(_KORQUAD_SPACED).lower()
+    return " ".join(text.translate(_ASCII_PUNCTUATION).split())
+
+
+def korquad_exact(prediction: str, references: list[str]) -> float:
+    """1.0 where the normalised prediction equals a normalised reference (KorQuAD 1.0 EM)."""
+    pred = korquad_normalize(prediction)
+    return float(any(pred == korquad_normalize(ref) for ref in references))
+
+
+def korquad_f1(prediction: str, references: list[str]) -> float:
+    """KorQuAD 1.0's F1: over the characters of the normalised words (spaces left out),
+    the best over the references."""
+    def chars(text: str) -> Counter[str]:
+        return Counter("".join(korquad_normalize(text).split()))
+
+    pred = chars(prediction)
+    best = 0.0
+    for reference in references:
+        ref = chars(reference)
+        same = sum((pred & ref).values())
+        if same:
+            precision, recall = same / sum(pred.values()), same / sum(ref.values())
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+# ---------------------------------------------------------------- language
+
+_HANGUL = ((0xAC00, 0xD7A3), (0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F),
+           (0xD7B0, 0xD7FF))
+
+
+def is_hangul(ch: str) -> bool:
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _HANGUL)
+
+
+def hangul_share(text: str) -> float | None:
+    """The share of the text's letters (Unicode L*, after NFKC) that are Hangul; None
+    for a text with no letters (digits, punctuation or nothing)."""
+    letters = [ch for ch in unicodedata.normalize("NFKC", text)
+               if unicodedata.category(ch)[0] == "L"]
+    if not letters:
+        return None
+    return sum(map(is_hangul, letters)) / len(letters)
+
+
+def morphemes(text: str) -> list[str]:
+    """The text's morphemes as Kiwi (the kiwipiepy package) splits them."""
+    return [token.form for token in _kiwi().tokenize(unicodedata.normalize("NFKC", text))]
+
+
+@functools.cache
+def _kiwi() -> Any:
+    from kiwipiepy import Kiwi  # imported only for the morpheme metrics
+
+    return Kiwi()

@@ -45,7 +45,8 @@ def turns(task: LoadedTask, prompt: Prompt, mode: str, templates: Templates
     if spec.prompt.instruction:
         messages.append({"role": "system", "content": templates.render("prompt.instruction")})
     for j in prompt.examples:
-        answers = templates.references(pool[j], f"example {j + 1} of the pool")
+        answers = templates.references(pool[j], f"example {j + 1} of the pool",
+                                       templates.choices(pool[j], j + 1))
         if not answers:
             raise HarnessError(
                 f"{task.path}: chat: turns writes each example's answer from target, which "

@@ -124,7 +124,7 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> list[Item]:
         raise HarnessError(f"{path}: line {reader.line_num}: not valid CSV ({exc})") from None
 
 
-def _rows(path: Path, reader: csv.DictReader) -> list[Item]:
+def _rows(path: Path, reader: csv.DictReader[str]) -> list[Item]:
     if not reader.fieldnames:
         return []
     columns = [name.strip() for name in reader.fieldnames]

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.common.hints import did_you_mean
 from harness.errors import HarnessError
 from harness.tasks.spec import DecodingSpec
 
@@ -137,11 +138,8 @@ def check(setting: Setting, max_new_tokens: int) -> None:
 
 def _preset(name: str) -> Setting:
     if name not in PRESETS:
-        import difflib
-
-        guess = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f"; did you mean {guess[0]!r}?" if guess else f" (known: {', '.join(PRESETS)})"
-        raise HarnessError(f"decoding: unknown preset {name!r}{hint}")
+        hint = did_you_mean(name, PRESETS, f"known: {', '.join(PRESETS)}")
+        raise HarnessError(f"decoding: unknown preset {name!r}; {hint}")
     return Setting(name, dict(PRESETS[name]))
 
 

@@ -11,6 +11,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
+from harness.scoring.textscores import nfkc
 from harness.tasks import sandbox
 from harness.tasks.data import Item
 from harness.tasks.spec import LoadedTask
@@ -30,6 +31,7 @@ class Prompt:
     text: str
     references: list[str]  # the target first, then accepted aliases
     examples: list[int]  # indices into the few-shot pool (or the data) of the shots
+    choices: tuple[str, ...] = ()  # multiple_choice: the item's own choices, in order
 
 
 class Templates:
@@ -45,6 +47,8 @@ class Templates:
             "prompt.query": spec.prompt.query,
             "target": spec.target,
             "aliases": spec.aliases,
+            # an expression, rendered as JSON so that a list comes back as a list
+            "choices": "{{ (" + spec.choices + ") | tojson }}" if spec.choices else None,
         }
         self.compiled: dict[str, sandbox.Compiled] = {}
         self.variables: dict[str, frozenset[str]] = {}
@@ -79,11 +83,25 @@ class Templates:
     def render(self, name: str, row: Item | None = None) -> str:
         return sandbox.render(self.compiled[name], row or {}, f"{self.task.path}: {name}")
 
-    def references(self, row: Item, which: str = "an item") -> list[str]:
-        """The item's answers: target rendered, then its aliases. A column the target
-        reads being null (a Parquet or JSONL null) is refused: such an item has no answer,
-        and Jinja would make the text "None" of it. ``which`` names the row in that error
-        ("data item 3")."""
+    def choices(self, row: Item, number: int) -> tuple[str, ...]:
+        """A multiple_choice item's choices (item ``number`` from 1, for messages)."""
+        if "choices" not in self.compiled:
+            return ()
+        rendered = json.loads(self.render("choices", row))
+        if isinstance(rendered, str) or not isinstance(rendered, list) or not rendered or any(
+                isinstance(c, (dict, list)) or c is None for c in rendered):
+            raise HarnessError(
+                f"{self.task.path}: choices gives {str(rendered)[:80]!r} for data item "
+                f"{number}; it should give a list of texts, e.g. [ending_1, ending_2]"
+            )
+        return tuple(str(c) for c in rendered)
+
+    def references(self, row: Item, which: str = "an item",
+                   choices: tuple[str, ...] = ()) -> list[str]:
+        """The item's answers: target rendered, then its aliases (multiple_choice: the
+        right one of ``choices``). A column the target reads being null (a Parquet or
+        JSONL null) is refused: such an item has no answer, and Jinja would make the text
+        "None" of it. ``which`` names the row in errors ("data item 3")."""
         if "target" in self.compiled:
             null = next((name for name in sorted(self.variables["target"])
                          if row.get(name, "") is None), None)
@@ -95,6 +113,8 @@ class Templates:
         if "target" not in self.compiled:
             return []
         refs = [self.render("target", row).strip()]
+        if choices:
+            return [gold_choice(refs[0], choices, f"{self.task.path}: {which}")]
         if "aliases" in self.compiled:
             aliases = (a.strip() for a in self.render("aliases", row).split("|"))
             refs += [a for a in aliases if a and a not in refs]
@@ -128,7 +148,8 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
                 f"{task.path}: prompt.query renders nothing for data item {index + 1}, so the "
                 "item would not be in its prompt; check the template and the item's columns"
             )
-        references = templates.references(item, f"data item {index + 1}")
+        choices = templates.choices(item, index + 1)
+        references = templates.references(item, f"data item {index + 1}", choices)
         for j in order:
             if j not in shown:
                 shown[j] = templates.render("prompt.example", pool[j])
@@ -138,8 +159,24 @@ def build_prompts(task: LoadedTask, shots: list[int] | None = None) -> list[Prom
             blocks += [shown[j] for j in chosen]
             blocks.append(query)
             text = spec.prompt.separator.join(blocks)
-            prompts.append(Prompt(index, k, text, references, chosen))
+            prompts.append(Prompt(index, k, text, references, chosen, choices))
     return prompts
+
+
+def gold_choice(target: str, choices: tuple[str, ...], where: str) -> str:
+    """The right choice's text from what ``target`` renders: a choice's own text, else
+    its index from 0 (as lm-evaluation-harness reads ``doc_to_target``)."""
+    if target in choices:
+        return target
+    same = [c for c in choices if nfkc(c) == nfkc(target)]  # NFD Hangul is the same text
+    if same:
+        return same[0]
+    if target.isdigit() and int(target) < len(choices):
+        return choices[int(target)]
+    raise HarnessError(
+        f"{where}: target gives {target!r}, which is neither one of its choices "
+        f"{list(choices)} nor an index from 0 to {len(choices) - 1}"
+    )
 
 
 class Examples:
@@ -234,7 +271,8 @@ def _check_labels(task: LoadedTask, templates: Templates) -> None:
         for number, row in enumerate(rows, start=1):
             reference = (templates.references(row, f"data item {number}")[0]
                          if which == "data" else None)
-            if reference is not None and reference not in labels:
+            # compared after NFKC: Hangul typed decomposed (NFD) is the same label
+            if reference is not None and nfkc(reference) not in {nfkc(x) for x in labels}:
                 raise HarnessError(
                     f"{task.path}: {which} item {number} has the answer {reference!r}, "
                     f"which is not one of labels {labels}"

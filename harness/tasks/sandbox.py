@@ -261,14 +261,15 @@ class _AddChecks(NodeTransformer):
         self.env = env
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
-        node = self.generic_visit(node)
+        self.generic_visit(node)  # rewrites the children in place (and returns ``node``)
         node.iter = self._call("bounded_iter", node.iter)
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        return self._call("bounded", self.generic_visit(node))
+        self.generic_visit(node)
+        return self._call("bounded", node)
 
-    def _call(self, method: str, argument: nodes.Expr) -> nodes.Expr:
+    def _call(self, method: str, argument: nodes.Node) -> nodes.Expr:
         call = nodes.Call(nodes.EnvironmentAttribute(method), [argument], [], None, None)
         call.set_lineno(argument.lineno)
         call.set_environment(self.env)

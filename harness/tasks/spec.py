@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import gc
+import importlib.util
 import os
 from collections.abc import Hashable, Iterator
 from pathlib import Path
@@ -23,9 +23,14 @@ from pydantic import (
 )
 
 from harness.common.files import MiB, read_regular
+from harness.common.hints import did_you_mean
 from harness.errors import HarnessError
 from harness.scoring.kinds import Kind
 from harness.tasks.data import Item, check_items, read_table
+from harness.tasks.hub import DataSource
+
+# sacrebleu's tokenizers a task may choose for bleu (ko-mecab needs sacrebleu[ko])
+BleuTokenize = Literal["13a", "intl", "char", "ko-mecab", "zh", "ja-mecab", "flores200", "none"]
 
 MAX_SEED = 2**63 - 1  # seeds are what torch and every engine take: 0 .. 2^63 - 1
 MAX_TASK_BYTES = 256 * MiB  # a task file with inline rows; larger data belongs in a file
@@ -61,13 +66,32 @@ def _path_or_items(value: Any, handler: Any) -> Any:
     try:
         return handler(value)
     except ValidationError:
+        if isinstance(value, dict):  # the mapping form: say what is wrong inside it
+            try:
+                return DataSource.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(_source_problem(exc)) from None
         raise ValueError(
-            "expected a CSV, TSV, JSONL, Excel (.xlsx) or Parquet path, or a list of "
-            "mappings (column: value)"
+            "expected a CSV, TSV, JSONL, Excel (.xlsx) or Parquet path, a datasets folder, "
+            "a list of mappings (column: value), or a mapping naming a Hub dataset "
+            "(dataset, config, split, revision)"
         ) from None
 
 
-Source = Annotated[str | list[dict[str, Any]], WrapValidator(_path_or_items)]
+def _source_problem(exc: ValidationError) -> str:
+    """The first mistake in a mapping-form data or fewshot, as one phrase."""
+    error = exc.errors()[0]
+    if error["type"] == "extra_forbidden":
+        key = str(error["loc"][-1])
+        fields = list(DataSource.model_fields)
+        hint = did_you_mean(key, fields, f"use {', '.join(fields)}")
+        return f"unknown key {key!r}; {hint}"
+    where = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+Source = Annotated[str | list[dict[str, Any]] | DataSource, WrapValidator(_path_or_items)]
 
 
 class _Strict(BaseModel):
@@ -112,8 +136,8 @@ class Task(_Strict):
     description: str = Field("", description="one line for harness list and the report")
     kind: Kind = Field(description="picks the checks and the metrics")
     data: Source = Field(
-        description="CSV, TSV, JSONL, .xlsx or .parquet path relative to the YAML, or an "
-        "inline list"
+        description="CSV, TSV, JSONL, .xlsx or .parquet path relative to the YAML, a folder "
+        "written by datasets' save_to_disk, an inline list, or a mapping naming a Hub dataset"
     )
     fewshot: Source | None = Field(
         None, description="pool that examples are drawn from"
@@ -132,6 +156,23 @@ class Task(_Strict):
         None, description="Jinja over the item: other accepted answers, separated by |"
     )
     labels: list[str] | None = Field(None, description="classification: the allowed answers")
+    choices: str | None = Field(
+        None, description="multiple_choice: a Jinja expression over the item giving its own "
+        "list of choices, e.g. [alternative_1, alternative_2], or a list column's name; "
+        "target then renders to the right choice's text or its index from 0",
+    )
+    answer_format: Literal["text", "letter", "number"] = Field(
+        "text", description="multiple_choice scored by generating: how the answer is read "
+        "from the output: the choice's text, its letter (A, B, ...) or its number (1, 2, ...)",
+    )
+    language: str | None = Field(
+        None, pattern=r"^[a-z]{2,3}$", description="the language answers and references are "
+        "in (ko, en, ...); default: Korean where most letters of the references are Hangul",
+    )
+    bleu_tokenize: BleuTokenize | None = Field(
+        None, description="sacrebleu's tokenizer for bleu; default ko-mecab for Korean "
+        "references (char where sacrebleu[ko] is not installed), 13a otherwise",
+    )
     scoring: Literal["generate", "likelihood", "both"] = Field(
         "generate", description="classification: generate answers (generate), rank the "
         "labels by their log-probability after the prompt (likelihood), or both side by side",
@@ -170,19 +211,22 @@ class Task(_Strict):
         known = metric_names(kind)
         for name in metrics:
             if name not in known:
-                guess = difflib.get_close_matches(name, known, n=1)
-                hint = f"did you mean {guess[0]!r}?" if guess else f"choose from {', '.join(known)}"
+                hint = did_you_mean(name, known, f"choose from {', '.join(known)}")
                 raise ValueError(f"{name!r} is not a metric of a {kind} task; {hint}")
+            if name.endswith("_morph") and importlib.util.find_spec("kiwipiepy") is None:
+                raise ValueError(f"{name} splits morphemes with Kiwi, which is not installed: "
+                                 "pip install kiwipiepy (or pip install 'harness[ko]')")
         return metrics
 
     @field_validator("scoring")
     @classmethod
     def _scoring_ranks_labels(cls, scoring: str, info: ValidationInfo) -> str:
         kind = info.data.get("kind")
-        if scoring != "generate" and kind is not None and kind != "classification":
+        if scoring != "generate" and kind is not None and kind not in (
+                "classification", "multiple_choice"):
             raise ValueError(
-                f"{scoring} ranks the labels of a classification task; a {kind} task is "
-                "scored on what the model generates (scoring: generate)"
+                f"{scoring} ranks the labels of a classification or multiple_choice task; a "
+                f"{kind} task is scored on what the model generates (scoring: generate)"
             )
         return scoring
 
@@ -210,7 +254,13 @@ class Task(_Strict):
             if len(set(self.labels)) != len(self.labels):
                 raise ValueError("labels has a label twice")
         elif self.labels is not None:
-            raise ValueError("labels is only for kind: classification")
+            raise ValueError("labels is only for kind: classification (multiple_choice "
+                             "items carry their own choices)")
+        if self.kind == "multiple_choice" and not self.choices:
+            raise ValueError("a multiple_choice task needs choices (a Jinja expression over "
+                             "the item giving its list of choices)")
+        if self.kind != "multiple_choice" and self.choices is not None:
+            raise ValueError("choices is only for kind: multiple_choice")
         return self
 
 
@@ -223,6 +273,8 @@ class LoadedTask(BaseModel):
     path: Path
     items: list[Item]
     pool: list[Item] | None
+    # where data and fewshot came from (Hub name, revision, fingerprint), for run.json
+    sources: dict[str, Any] = {}
 
 
 def load_task(path: str | Path) -> LoadedTask:
@@ -249,9 +301,23 @@ def load_task_mapping(
             spec = Task.model_validate(raw)
         except ValidationError as exc:
             raise HarnessError(_explain(source, exc, root)) from None
-    items = _read_items(source, base, spec.data, "data")
-    pool = _read_items(source, base, spec.fewshot, "fewshot") if spec.fewshot is not None else None
-    return LoadedTask(spec=spec, path=source, items=items, pool=pool)
+    sources: dict[str, Any] = {}
+    items = _read_items(source, base, spec.data, "data", sources)
+    pool = (_read_items(source, base, spec.fewshot, "fewshot", sources)
+            if spec.fewshot is not None else None)
+    return LoadedTask(spec=spec, path=source, items=items, pool=pool, sources=sources)
+
+
+def load_spec(path: str | Path) -> Task:
+    """A task file validated without reading its data (``harness list``: a benchmark's
+    Hub data need not be at hand to name it)."""
+    path = Path(path)
+    with _collector_paused():
+        raw, root = _parse_yaml(path, _read_yaml_text(path))
+        try:
+            return Task.model_validate(raw)
+        except ValidationError as exc:
+            raise HarnessError(_explain(path, exc, root)) from None
 
 
 @contextlib.contextmanager
@@ -269,12 +335,24 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _read_items(
-    source: Path, base: Path, data: str | list[dict[str, Any]], field: str
+    source: Path, base: Path, data: str | list[dict[str, Any]] | DataSource, field: str,
+    sources: dict[str, Any],
 ) -> list[Item]:
+    from harness.tasks import hub
+
     if isinstance(data, list):
         return check_items(data, f"{source}: {field}")
+    if isinstance(data, DataSource):
+        read = hub.read_source(data, base, f"{source}: {field}")
+        sources[field] = read.provenance
+        return read.items
     # absolute, but links not followed: errors name the file the task names
-    return read_table(Path(os.path.abspath(base / data)))
+    path = Path(os.path.abspath(base / data))
+    if path.is_dir():  # a folder written by datasets' save_to_disk
+        read = hub.read_folder(path, None, f"{source}: {field}")
+        sources[field] = read.provenance
+        return read.items
+    return read_table(path)
 
 
 def _read_yaml_text(path: Path) -> str:
@@ -297,13 +375,13 @@ class _TaskYAML:
             self.shared = node in self.constructed_objects  # type: ignore[attr-defined]
         return super().construct_object(node, deep=deep)  # type: ignore[misc]
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 key: Any = (key_node.tag, key_node.value)  # no need to build it twice
             else:
-                key = self.construct_object(key_node, deep=deep)  # type: ignore[attr-defined]
+                key = self.construct_object(key_node, deep=deep)
                 if not isinstance(key, Hashable):  # most often Jinja left unquoted: {{ text }}
                     raise yaml.constructor.ConstructorError(
                         None, None, 'a mapping or list used as a key; put Jinja templates in '
@@ -397,9 +475,8 @@ def _explain(path: Path, exc: ValidationError, root: yaml.Node | None) -> str:
         where = f"{path}:{line}" if line else str(path)
         if error["type"] == "extra_forbidden":
             message = f"unknown key {loc[-1]!r}"
-            guess = difflib.get_close_matches(str(loc[-1]), _fields_at(loc[:-1]), n=1)
-            if guess:
-                message += f"; did you mean {guess[0]!r}?"
+            if hint := did_you_mean(str(loc[-1]), _fields_at(loc[:-1])):
+                message += f"; {hint}"
         elif error["type"] == "missing":
             message = "required field is missing"
         else:

@@ -172,7 +172,7 @@ def _blocks(task: LoadedTask, templates: Templates, prompt: Prompt) -> list[tupl
     separator = spec.prompt.separator
     if separator.join(text for _, text in parts) != prompt.text:  # prompts.py changed shape
         return [("prompt", prompt.text)]
-    blocks = []
+    blocks: list[tuple[str, str]] = []
     for part in parts:
         blocks += [("separator", separator), part] if blocks else [part]
     return blocks
@@ -330,6 +330,10 @@ def new_task(name: str, data: Path, kind: str = "classification", out: Path | No
 
     if kind not in KINDS:
         raise HarnessError(f"--kind {kind}: use one of {', '.join(KINDS)}")
+    if kind not in INPUT_NAMES:  # a starter cannot guess an item's choices
+        raise HarnessError(f"--kind {kind}: harness new writes {', '.join(INPUT_NAMES)} "
+                           "tasks; start a multiple_choice task from "
+                           "tasks/benchmarks/kobest_copa.yaml")
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name):
         raise HarnessError(
             f"{name!r}: a task name is letters, digits, - and _ (it names the report folder)"
@@ -412,7 +416,7 @@ def _starter_prompt(kind: str, columns: Columns, labels: list[str] | None) -> li
         "# most tokenizers put the space at the start of the next word's token).",
         "prompt:",
     ]
-    if kind == "generation" and answer is None:
+    if answer is None:  # a generation task without references (others have an answer)
         out += ["  # instruction: \"...\"  (rendered once, at the top; it cannot use columns)",
                 f"  query: {_q(_var(source))}"]
     else:

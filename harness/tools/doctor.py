@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.engines import registry
 from harness.engines.contract import Options, Parallel
+from harness.records import Record
 from harness.runs import pipeline, runner
 
 TASKS = ("tasks/emotion.yaml", "tasks/continuation.yaml")
@@ -153,7 +154,7 @@ def _check_task(plan: pipeline.Plan, opened: dict[str, Any], rank: bool) -> list
     for setting in plan.settings:
         requests = [r for r in plan.requests if r.setting.name == setting.name]
         line = Line(name, setting.name, len(requests))
-        outputs: dict[str, list[dict[str, Any]]] = {}
+        outputs: dict[str, list[Record]] = {}
         for engine, backend in opened.items():
             began = time.perf_counter()
             made = runner.run(plan.task.spec, requests, backend, options)
@@ -177,7 +178,7 @@ def _check_task(plan: pipeline.Plan, opened: dict[str, Any], rank: bool) -> list
     return lines
 
 
-def _texts(made: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+def _texts(made: list[Record]) -> list[tuple[Any, ...]]:
     return [(r["item"], r["shots"], r["sequence"], r["raw_output"], r["n_tokens"]) for r in made]
 
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.common import files
 from harness.common.version import __version__
 from harness.errors import HarnessError
 from harness.tasks import sandbox
@@ -190,8 +189,10 @@ def _compile(option: str, source: str, forbidden: set[str]) -> sandbox.Compiled:
 
 # ---------------------------------------------------------------- training
 
+Example = tuple[list[int], int]  # a pair's token ids, and how many of them are the query
 
-def _batch(examples: list[tuple[list[int], int]], pad_id: int, answer_only: bool) -> dict:
+
+def _batch(examples: list[Example], pad_id: int, answer_only: bool) -> dict[str, Any]:
     """Right-padded ids, attention mask, and labels with -100 on padding (and the query)."""
     import torch
 
@@ -207,7 +208,7 @@ def _batch(examples: list[tuple[list[int], int]], pad_id: int, answer_only: bool
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def _loss_sum(model: Any, batch: dict, device: str, bf16: bool) -> tuple[Any, int]:
+def _loss_sum(model: Any, batch: dict[str, Any], device: str, bf16: bool) -> tuple[Any, int]:
     """Summed next-token cross-entropy over the labelled tokens, and their count."""
     import torch
     import torch.nn.functional as F
@@ -226,7 +227,7 @@ def _loss_sum(model: Any, batch: dict, device: str, bf16: bool) -> tuple[Any, in
 
 
 def evaluate(
-    model: Any, examples: list, cfg: Config, pad_id: int, device: str, bf16: bool
+    model: Any, examples: list[Example], cfg: Config, pad_id: int, device: str, bf16: bool
 ) -> float | None:
     """Mean loss per labelled token over ``examples``, in eval mode (None when empty)."""
     import torch
@@ -329,8 +330,8 @@ class _History:
     epoch_s: list[float] = field(default_factory=list)
 
 
-def _train(model: Any, train: list, val: list, cfg: Config, pad_id: int, device: str,
-           bf16: bool) -> _History:
+def _train(model: Any, train: list[Example], val: list[Example], cfg: Config, pad_id: int,
+           device: str, bf16: bool) -> _History:
     """AdamW over ``train`` for cfg.epochs, the validation loss before and after each
     epoch, each said on stderr as it comes."""
     import torch
@@ -356,7 +357,7 @@ def _train(model: Any, train: list, val: list, cfg: Config, pad_id: int, device:
     return history
 
 
-def _epoch(model: Any, optimizer: Any, train: list, cfg: Config, epoch: int, pad_id: int,
+def _epoch(model: Any, optimizer: Any, train: list[Example], cfg: Config, epoch: int, pad_id: int,
            device: str, bf16: bool, history: _History) -> None:
     """One pass over ``train`` in a seeded order, a step per batch, into ``history``."""
     from tqdm import tqdm
@@ -435,10 +436,8 @@ def save(model: Any, tokenizer: Any, record: dict[str, Any], out: Path, force: b
     """
     from harness.tools.finetune_chart import loss_svg
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f"{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with files.new_folder(out, f"--out {out}: cannot write the model",
+                          existing="replace" if force else "fail") as partial:
         model.save_pretrained(partial)
         tokenizer.save_pretrained(partial)
         (partial / "finetune.json").write_text(
@@ -448,21 +447,5 @@ def save(model: Any, tokenizer: Any, record: dict[str, Any], out: Path, force: b
         (partial / "loss.svg").write_text(
             loss_svg(losses["train"], losses["validation"], losses["steps"]), encoding="utf-8"
         )
-        if out.exists():
-            if not force:
-                raise HarnessError(f"--out {out}: appeared while training; --force replaces it")
-            old = out.with_name(f"{out.name}.old-{os.getpid()}")
-            out.rename(old)
-            try:
-                partial.rename(out)
-            except BaseException:
-                old.rename(out)  # put the previous model back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            partial.rename(out)
-    except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, OSError):
-            raise HarnessError(f"--out {out}: cannot write the model ({exc})") from None
-        raise
+        if out.exists() and not force:
+            raise HarnessError(f"--out {out}: appeared while training; --force replaces it")

@@ -26,7 +26,14 @@ import threading
 from typing import Any
 
 from harness.engines import blocking
-from harness.engines.contract import Generation, LabelScore, Options, Parallel, finish
+from harness.engines.contract import (
+    Generation,
+    LabelScore,
+    ModelInfo,
+    Options,
+    Parallel,
+    finish,
+)
 from harness.engines.hf import conditions, prefill
 from harness.engines.hf.speedups import blocked_projection, fast_head, screen_top
 from harness.engines.models import LoadedModel
@@ -113,7 +120,7 @@ class HFBackend:
             "dtype": self.loaded.dtype,
         }
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> ModelInfo:
         return self.loaded.describe()
 
     def close(self) -> None:
@@ -138,6 +145,14 @@ class HFBackend:
         with self._turn:
             return rank_labels(self.model, self.tokenizer, prompts, labels, self.rows,
                                reuse_prompt=self.speedups.repeat_cache)
+
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """Each prompt's own choices ranked (multiple choice)."""
+        from harness.engines.hf.likelihood import rank_choices
+
+        return rank_choices(self.model, self.tokenizer, prompts, choices, self.rows,
+                            reuse_prompt=self.speedups.repeat_cache)
 
     def generate(
         self, prompts: list[str], setting: Setting, seeds: list[int | None], options: Options

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.engines.contract import LabelScore
 from harness.engines.hf.prefill import cache_arg, cache_of, repeat_rows
-from harness.engines.tokens import encode
+from harness.engines.tokens import encode, encode_each
 
 _WHOLE_ROWS = 8  # rows a pass when each prompt + label is read whole
 
@@ -50,6 +50,31 @@ def rank_labels(model: Any, tokenizer: Any, prompts: list[str], labels: list[str
     return [
         [LabelScore(label, sums[p][j], len(encoded[p][j][1])) for j, label in enumerate(labels)]
         for p in range(len(prompts))
+    ]
+
+
+def rank_choices(model: Any, tokenizer: Any, prompts: list[str], choices: list[list[str]],
+                 rows: int = 64, reuse_prompt: bool = True) -> list[list[LabelScore]]:
+    """``rank_labels`` with each prompt's own choices (multiple choice): the prompts that
+    have as many choices go through ``rank_labels``' batching together."""
+    encoded = encode_each(tokenizer, prompts, choices)
+    by_count: dict[int, list[int]] = {}
+    for p, own in enumerate(choices):
+        by_count.setdefault(len(own), []).append(p)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    score = _score if reuse_prompt else _score_whole
+    sums: dict[int, list[float]] = {}
+    for count, members in by_count.items():
+        order = sorted(members, key=lambda p: -len(encoded[p][0][0]))
+        size = max(1, rows // count)
+        for start in range(0, len(order), size):
+            batch = order[start : start + size]
+            scored = score(model, pad, [encoded[p][0][0] for p in batch],
+                           [[cont for _, cont in encoded[p]] for p in batch])
+            sums.update(zip(batch, scored, strict=True))
+    return [
+        [LabelScore(choice, sums[p][j], len(encoded[p][j][1])) for j, choice in enumerate(own)]
+        for p, own in enumerate(choices)
     ]
 
 

@@ -282,9 +282,9 @@ def _merge(
     ids = torch.full((rows, width), pad_id, dtype=torch.long, device=device)
     mask = torch.zeros((rows, width), dtype=torch.long, device=device)
     for part, batch, _ in read_parts:
-        index = torch.tensor(part, device=device)
-        ids[index, width - batch.input_ids.shape[1] :] = batch.input_ids
-        mask[index, width - batch.input_ids.shape[1] :] = batch.attention_mask
+        at = torch.tensor(part, device=device)
+        ids[at, width - batch.input_ids.shape[1] :] = batch.input_ids
+        mask[at, width - batch.input_ids.shape[1] :] = batch.attention_mask
     merged = Batch(ids, mask, 0)
     caches = [cache for _, _, cache in read_parts]
     template = next((c for c in caches if c is not None), None)
@@ -312,7 +312,7 @@ def _merge(
                 )
             if cache is not template:
                 group.keys = group.values = None  # let go of the copied states
-        template.layers[index] = _roomy(layer, buffers, cached)
+        template.layers[index] = _roomy(layer, (buffers[0], buffers[1]), cached)
     return merged, template
 
 
@@ -349,7 +349,7 @@ def _roomy(layer: Any, buffers: tuple[Any, Any], used: int) -> Any:
 
     plain, sliding = _room_classes()
     kind = sliding if isinstance(layer, DynamicSlidingWindowLayer) else plain
-    roomy = kind.__new__(kind)
+    roomy = object.__new__(kind)  # no __init__: the layer's state is copied just below
     roomy.__dict__.update(layer.__dict__)
     roomy._buffers = buffers
     roomy.keys, roomy.values = buffers[0][:, :, :used], buffers[1][:, :, :used]
@@ -359,7 +359,7 @@ def _roomy(layer: Any, buffers: tuple[Any, Any], used: int) -> Any:
 
 
 @functools.cache
-def _room_classes() -> tuple[type, type]:
+def _room_classes() -> tuple[type[Any], type[Any]]:
     """The layer classes below, built on first use (transformers loads lazily)."""
     from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
@@ -374,16 +374,16 @@ def _room_classes() -> tuple[type, type]:
         _buffers: tuple[Any, Any] | None = None
 
         def _fits(self, new: int) -> bool:
-            buffers = self._buffers
+            buffers, keys = self._buffers, self.keys
             return (
-                buffers is not None and self.is_initialized
-                and self.keys.data_ptr() == buffers[0].data_ptr()
-                and self.keys.shape[0] == buffers[0].shape[0]
-                and self.keys.shape[2] + new <= buffers[0].shape[2]
+                buffers is not None and keys is not None and self.is_initialized
+                and keys.data_ptr() == buffers[0].data_ptr()
+                and keys.shape[0] == buffers[0].shape[0]
+                and keys.shape[2] + new <= buffers[0].shape[2]
             )
 
         def _write(self, key_states: Any, value_states: Any) -> tuple[Any, Any]:
-            assert self._buffers is not None
+            assert self._buffers is not None and self.keys is not None  # see _fits
             used, new = self.keys.shape[2], key_states.shape[2]
             keys, values = self._buffers
             keys[:, :, used : used + new] = key_states

@@ -44,7 +44,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.engines.contract import Generation, LabelScore, Options, Parallel, finish
+from harness.engines.contract import (
+    Generation,
+    LabelScore,
+    ModelInfo,
+    Options,
+    Parallel,
+    finish,
+)
 from harness.engines.sampling import WARPER_ARGS, row_keys
 from harness.engines.text import Text
 from harness.engines.tokens import prompt_ids
@@ -120,7 +127,7 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, engine: Engine, tokenizer: Any, info: dict[str, Any],
+    def __init__(self, engine: Engine, tokenizer: Any, info: VLLMInfo,
                  eos_ids: set[int], parallel: Parallel) -> None:
         self.engine = engine
         self.tokenizer = tokenizer
@@ -205,8 +212,8 @@ class VLLMBackend:
             "sampler": self.sampler,
         }
 
-    def describe(self) -> dict[str, Any]:
-        return dict(self.info)
+    def describe(self) -> VLLMInfo:
+        return self.info.copy()
 
     def close(self) -> None:
         self.engine.close()
@@ -231,41 +238,47 @@ class VLLMBackend:
 
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
         """Each label's log-probability after each prompt (the pairs tokenized as
-        ``tokens.encode`` does).
+        ``tokens.encode`` does); see ``rank_choices``."""
+        return self.rank_choices(prompts, [labels] * len(prompts))
 
-        Each (prompt, label) pair is a request for the prompt that generates the label's
+    def rank_choices(self, prompts: list[str], choices: list[list[str]]
+                     ) -> list[list[LabelScore]]:
+        """``rank_labels`` with each prompt's own choices (multiple choice).
+
+        Each (prompt, choice) pair is a request for the prompt that generates the choice's
         tokens, forced by the processor (``force``); their log-probabilities come from the
         raw logits. A request asking for ``prompt_logprobs`` gets no prefix-cache hits,
-        so each label would read the whole few-shot prompt again; this way the prompt is
-        read once, by the first label's request, and the others continue from its cache
+        so each choice would read the whole few-shot prompt again; this way the prompt is
+        read once, by the first choice's request, and the others continue from its cache
         (they are sent once it is done). ``prefill`` keeps the last call's prompt tokens
         and those computed (not found in the cache).
         """
-        from harness.engines.tokens import encode
+        from harness.engines.tokens import encode_each
 
-        encoded = encode(self.tokenizer, prompts, labels)
+        encoded = encode_each(self.tokenizer, prompts, choices)
         pairs = [pair for per_prompt in encoded for pair in per_prompt]
-        first = list(range(0, len(pairs), len(labels)))
-        rest = [i for i in range(len(pairs)) if i % len(labels)]
+        starts = [sum(len(own) for own in choices[:p]) for p in range(len(prompts))]
+        first = [start for start, own in zip(starts, choices, strict=True) if own]
+        rest = sorted(set(range(len(pairs))) - set(first))
         outputs: dict[int, Any] = {}
         for wave in (first, rest):
-            answered = self.engine.many([(pairs[i][0], self._forced(pairs[i][1])) for i in wave])
-            outputs |= dict(zip(wave, answered, strict=True))
+            if wave:
+                answered = self.engine.many([(pairs[i][0], self._forced(pairs[i][1]))
+                                             for i in wave])
+                outputs |= dict(zip(wave, answered, strict=True))
         sums = []
         for i, (_, tail) in enumerate(pairs):
             done = outputs[i].outputs[0]
             if list(done.token_ids) != tail:
-                raise RuntimeError("the vLLM engine did not follow a label's tokens")
+                raise RuntimeError("the vLLM engine did not follow a choice's tokens")
             sums.append(sum(step[token].logprob
                             for step, token in zip(done.logprobs, tail, strict=True)))
         self.prefill = (sum(len(c) for c, _ in pairs),
                         sum(len(c) - (outputs[i].num_cached_tokens or 0)
                             for i, (c, _) in enumerate(pairs)))
-        return [
-            [LabelScore(label, sums[p * len(labels) + j], len(encoded[p][j][1]))
-             for j, label in enumerate(labels)]
-            for p in range(len(prompts))
-        ]
+        made = iter(sums)
+        return [[LabelScore(choice, next(made), len(encoded[p][j][1]))
+                 for j, choice in enumerate(own)] for p, own in enumerate(choices)]
 
     def _forced(self, tokens: list[int]) -> Any:
         """Parameters of a request that generates exactly ``tokens``."""
@@ -291,7 +304,9 @@ class VLLMBackend:
             if by_vllm:
                 requests.append((prompt_ids_, self._params(args, options, None, seed=seed, n=n)))
                 continue
-            keys: list[int | None] = list(row_keys([seed], n)) if setting.sampled else [None] * n
+            keys: list[int | None] = [None] * n
+            if setting.sampled and seed is not None:  # by the keyed draw
+                keys = list(row_keys([seed], n))
             requests += [(prompt_ids_, self._params(args, options, key)) for key in keys]
         outputs = self.engine.many(requests)
         made = []
@@ -532,8 +547,6 @@ def engine_model(spec: str) -> Path | str:
 
 def _kogpt2_folder(folder: Path) -> Path:
     """The KoGPT-2 layout saved once as a transformers folder vLLM can load."""
-    import shutil
-
     from harness.engines import models
 
     fingerprint = models.fingerprint_files(folder)
@@ -541,15 +554,7 @@ def _kogpt2_folder(folder: Path) -> Path:
     if (saved / "config.json").exists():
         return saved
     model, tokenizer = models.load_kogpt2(folder)
-    partial = saved.with_name(f"{saved.name}.partial-{os.getpid()}")
-    try:
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(saved)
-    except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if not (saved / "config.json").exists():
-            raise HarnessError(f"{saved}: cannot write the model for vLLM ({exc})") from None
+    models.save_once(model, tokenizer, saved, f"{saved}: cannot write the model for vLLM")
     return saved
 
 
@@ -670,8 +675,17 @@ def eos_ids(where: Path | str) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos])
 
 
+class VLLMInfo(ModelInfo):
+    """The model as run.json records it, with the version of vLLM that ran it, the model
+    runner vLLM picked ("v1" or "v2") and the sampler of sampled settings."""
+
+    vllm: str
+    runner: str
+    sampler: str
+
+
 def describe(spec: str, where: Path | str, engine: Engine, tokenizer: Any,
-             load_s: float) -> dict[str, Any]:
+             load_s: float) -> VLLMInfo:
     """The model as run.json records it, in the transformers backend's fields (with its
     context length and chat template, which the run reads), and vLLM's model runner and
     the sampler of sampled settings."""
@@ -683,7 +697,7 @@ def describe(spec: str, where: Path | str, engine: Engine, tokenizer: Any,
     source = models.resolve(spec)
     fingerprint = (models.fingerprint_files(source) if source is not None
                    else f"hub:{spec}@{getattr(config.hf_config, '_commit_hash', None) or 'unknown'}")
-    info = {
+    info: VLLMInfo = {
         "name": spec,
         "fingerprint": fingerprint,
         "type": config.hf_config.model_type,

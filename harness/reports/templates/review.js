@@ -139,7 +139,7 @@
     if (o.p !== undefined) tags.push("→ " + (o.p === null ? "no label" : o.p));
     node.appendChild(document.createTextNode(" "));
     node.appendChild(el("span", "tag", tags.join(" · ")));
-    if (o.r) node.appendChild(el("div", "tag", "log-prob per label: " + o.r.replace(/-/g, "−")));
+    if (o.r) node.appendChild(el("div", "tag", "log-prob per option: " + o.r.replace(/-/g, "−")));
     return node;
   }
 
