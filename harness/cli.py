@@ -122,6 +122,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_parallel(bench)
     bench.set_defaults(command=cmd_bench)
 
+    doctor = sub.add_parser(
+        "doctor", help="what this machine has, both engines checked against each other and timed"
+    )
+    doctor.add_argument("--model", default="default")
+    doctor.add_argument("--limit", type=int, default=4, metavar="N", help="items per task")
+    doctor.add_argument("--presets", type=_str_list, help="only these of the tasks' presets")
+    doctor.add_argument("--device", default="auto")
+    doctor.add_argument("--no-raw", action="store_true",
+                        help="leave out vLLM's own LLM.generate (a second engine)")
+    _add_parallel(doctor)
+    doctor.set_defaults(command=cmd_doctor)
+
     _add_finetune(sub)
     _add_authoring(sub)
     _add_review(sub)
@@ -185,6 +197,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(figures, ensure_ascii=False))
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.tools.doctor import format_report, run_doctor
+
+    figures = run_doctor(args.model, args.limit, args.presets, device=args.device,
+                         raw=not args.no_raw, parallel=_parallel(args))
+    print(format_report(figures))
+    return 1 if figures["failed"] else 0
 
 
 def _add_parallel(parser: argparse.ArgumentParser) -> None:
