@@ -110,10 +110,21 @@ class Run:
     @cached_property
     def statistics(self) -> Summary:
         """Every number of the summary (intervals, tests of difference), as the report
-        computes them: ``harness.scoring.summary.Summary``."""
+        computes them: ``harness.scoring.summary.Summary`` (with the human and judge
+        columns where the run has ratings or a judging)."""
         if self._summary is not None:
             return self._summary
-        return report.summary_of(self.info, self.records)
+        from harness.reports.judgement import gather
+
+        gathered = gather(self.run_dir, self.info, self.records)
+        return report.summary_of(self.info, gathered.records, gathered.extra)
+
+    @property
+    def ratings(self) -> pd.DataFrame:
+        """People's ratings kept in the run (``harness ratings``): one row per rater,
+        output and criterion (item, setting, shots, seed, sequence, criterion, point,
+        value on the scale, note, output text); empty where nobody rated."""
+        return frames.ratings(self.run_dir, self.info, self.records)
 
     @cached_property
     def summary(self) -> pd.DataFrame:

@@ -7,11 +7,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness.common.version import __version__
 from harness.engines import registry
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.records import Record
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 LATEST = Path("<latest>")  # --resume with no folder named (pipeline.LATEST)
@@ -123,9 +126,22 @@ def _parser() -> argparse.ArgumentParser:
     _add_parallel(bench)
     bench.set_defaults(command=cmd_bench)
 
+    doctor = sub.add_parser(
+        "doctor", help="what this machine has, both engines checked against each other and timed"
+    )
+    doctor.add_argument("--model", default="default")
+    doctor.add_argument("--limit", type=int, default=4, metavar="N", help="items per task")
+    doctor.add_argument("--presets", type=_str_list, help="only these of the tasks' presets")
+    doctor.add_argument("--device", default="auto")
+    doctor.add_argument("--no-raw", action="store_true",
+                        help="leave out vLLM's own LLM.generate (a second engine)")
+    _add_parallel(doctor)
+    doctor.set_defaults(command=cmd_doctor)
+
     _add_finetune(sub)
     _add_authoring(sub)
     _add_review(sub)
+    _add_judgement(sub)
 
     listing = sub.add_parser("list", help="list the shipped tasks and the presets")
     listing.set_defaults(command=cmd_list)
@@ -234,6 +250,15 @@ def _server(args: argparse.Namespace) -> Any:
     return Server(base_url=args.base_url or Server.base_url, api_key_env=args.api_key_env,
                   concurrency=args.concurrency, timeout=args.timeout, chat_args=chat_args,
                   thinking_budget=args.thinking_budget)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from harness.tools.doctor import format_report, run_doctor
+
+    figures = run_doctor(args.model, args.limit, args.presets, device=args.device,
+                         raw=not args.no_raw, parallel=_parallel(args))
+    print(format_report(figures))
+    return 1 if figures["failed"] else 0
 
 
 def _add_parallel(parser: argparse.ArgumentParser) -> None:
@@ -472,12 +497,92 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     from harness.runs.folders import rescore
 
     done = rescore(args.run_dir, args.task)
-    print(text(done.summary))
+    if done.run["task"].get("judge") is None and (done.run.get("judge") or {}).get("ids"):
+        print("note: the task has no judge now; the earlier judging is still shown",
+              file=sys.stderr)
+    if _task_judge(done.task_path):
+        # the judge re-reads the outputs (its answers cached in judge.jsonl); no generating model
+        _judge(args.run_dir, done.task_path, None)
+    else:
+        print(text(done.summary))
     print(f"rescored {len(done.records)} outputs with {done.task_path}: {done.changed} changed")
     for note in done.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"report: {args.run_dir / 'index.html'}")
     return 0
+
+
+def _task_judge(path: Path) -> bool:
+    from harness.tasks.spec import load_task
+
+    return load_task(path).spec.judge is not None
+
+
+def _add_judgement(sub: argparse._SubParsersAction[_Parser]) -> None:
+    rated = sub.add_parser("ratings", help="take ratings exported from a run's report into "
+                           "the run (checked, merged by rater) and render it again")
+    rated.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    rated.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                       help="ratings files exported from the report, one per rater")
+    rated.set_defaults(command=cmd_ratings)
+
+    judge = sub.add_parser("judge", help="score a finished run's outputs with a judge model "
+                           "(the task's judge: rubric; no generating model needed)")
+    judge.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    judge.add_argument("--model", help="the judge: default, a model folder, a .gguf file or a "
+                       "hub id (default: the task's judge.model)")
+    judge.add_argument("--task", type=Path, metavar="TASK.yaml",
+                       help="the task file; default the one named in run.json")
+    judge.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    judge.set_defaults(command=cmd_judge)
+
+
+def cmd_ratings(args: argparse.Namespace) -> int:
+    from harness.reports import report
+    from harness.reports.judgement import gather
+    from harness.reports.tables import text
+    from harness.runs.rating import import_ratings
+
+    done = import_ratings(args.run_dir, args.files)
+    for added in done.added:
+        print(f"{added['rater']}: {len(added['outputs'])} outputs, {len(added['pairs'])} pairs")
+    run, found = _run_of(args.run_dir)
+    gathered = gather(args.run_dir, run, found)
+    print(text(report.summary_of(run, gathered.records, gathered.extra)))
+    print(f"ratings of {len(done.stored['raters'])} rater(s) kept in "
+          f"{args.run_dir / 'ratings.json'}")
+    print(f"report: {args.run_dir / 'index.html'}")
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    _judge(args.run_dir, args.task, args.model, args.device)
+    return 0
+
+
+def _judge(run_dir: Path, task: Path | None, model: str | None, device: str = "auto") -> None:
+    from harness.reports import report
+    from harness.reports.judgement import gather
+    from harness.reports.tables import text
+    from harness.runs.judging import judge_run
+
+    def progress(done: int, todo: int) -> None:
+        print(f"\rjudge: {done}/{todo} questions asked", end="" if done < todo else "\n",
+              file=sys.stderr, flush=True)
+
+    done = judge_run(run_dir, task, model, device=device, progress=progress)
+    run, found = _run_of(run_dir)
+    gathered = gather(run_dir, run, found)
+    print(text(report.summary_of(run, gathered.records, gathered.extra)))
+    print(f"judge {done.model}: {done.asked} questions ({done.new} asked now, the rest from "
+          f"judge.jsonl); {done.unparsed} replies unreadable, left unscored")
+    print(f"report: {run_dir / 'index.html'}")
+
+
+def _run_of(run_dir: Path) -> tuple[dict[str, Any], list[Record]]:
+    from harness import records
+
+    return records.load_run(run_dir)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -292,3 +292,93 @@ def test_five_thousand_outputs_open_quickly(browser, tmp_path: Path) -> None:
     page.click("#next")
     assert time.perf_counter() - started < 3
     assert page.locator("#page").inner_text().startswith("page 2 /")
+
+
+# ---------------------------------------------------------------- ratings in the page
+
+
+@pytest.fixture(scope="module")
+def rated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A chit-chat run of 12 items, three settings at 0 and 1 shots, on the default scale."""
+    from tests.judged_runs import make_run
+
+    return make_run(tmp_path_factory.mktemp("rated-run"))
+
+
+def test_ratings_are_given_kept_exported_and_imported(browser, rated_run: Path,
+                                                      tmp_path: Path) -> None:
+    import json
+
+    from harness.cli import main
+    from tests.judged_runs import ratings_file, write
+
+    visit = Visit(browser, rated_run / "index.html")
+    page = visit.page
+    assert visit.errors == [] and visit.network == []
+    total = 12 * 3 * 2
+    assert page.locator("#r-count").inner_text() == f"0 of {total} outputs rated · 0 pairs"
+    # export needs a name
+    page.click("#r-export")
+    assert "type your name first" in page.locator("#r-count").inner_text()
+    page.fill("#r-name", "지수")
+    # rate three outputs good and one bad, with a note
+    rates = page.locator(".rate")
+    for i in range(3):
+        rates.nth(i).locator('button.pt[data-point="good"]').click()
+    rates.nth(3).locator('button.pt[data-point="bad"]').click()
+    rates.nth(3).locator("input.note").fill("같은 말을 되풀이함")
+    rates.nth(3).locator("input.note").press("Tab")
+    assert rates.nth(0).locator('button[data-point="good"]').get_attribute("aria-pressed") == "true"
+    assert page.locator("#r-count").inner_text().startswith(f"4 of {total} outputs rated")
+    # blind pairs: names hidden until chosen, then shown; a next pair on request
+    page.click("#r-pair")
+    blind = page.locator("#r-blind")
+    assert blind.is_visible()
+    assert blind.locator(".pair-side").count() == 2
+    assert blind.locator(".who").all_inner_texts() == ["", ""]
+    names = ("greedy", "beam", "top_p")
+    texts = blind.locator(".pair-side .text").all_inner_texts()
+    blind.locator('button[data-choice="A"]').click()
+    revealed = blind.locator(".who").all_inner_texts()
+    assert all(any(n in who for n in names) and "-shot" in who for who in revealed)
+    assert revealed[0] != revealed[1]
+    for _ in range(2):
+        blind.locator(".next-pair").click()
+        assert blind.locator(".who").all_inner_texts() == ["", ""]
+        blind.locator('button[data-choice="tie"]').click()
+    assert texts[0] != "" and page.locator("#r-count").inner_text().endswith("· 3 pairs")
+
+    # a reload keeps everything (localStorage, per run)
+    again = Visit(browser, rated_run / "index.html")
+    page = again.page
+    assert page.locator("#r-name").input_value() == "지수"
+    assert page.locator("#r-count").inner_text() == f"4 of {total} outputs rated · 3 pairs"
+    first = page.locator(".rate").nth(0)
+    assert first.locator('button[data-point="good"]').get_attribute("aria-pressed") == "true"
+    assert page.locator(".rate").nth(3).locator("input.note").input_value() == "같은 말을 되풀이함"
+    page.screenshot(path=str(tmp_path / "rating.png"), full_page=False)
+
+    # export one file, and import it (with a second rater's) into the run
+    with page.expect_download() as download:
+        page.click("#r-export")
+    exported = tmp_path / download.value.suggested_filename
+    download.value.save_as(exported)
+    assert exported.name == "ratings-chat-지수.json"
+    data = json.loads(exported.read_text(encoding="utf-8"))
+    assert data["rater"] == "지수" and len(data["outputs"]) == 4 and len(data["pairs"]) == 3
+    assert any(o["note"] == "같은 말을 되풀이함" for o in data["outputs"])
+    rated = {(o["item"], o["setting"], o["shots"]): {"overall": o["scores"]["overall"]}
+             for o in data["outputs"]}
+    other = write(tmp_path / "other.json", ratings_file(rated_run, "민호", rated))
+    assert main(["ratings", str(rated_run), str(exported), str(other)]) == 0
+
+    # the page now shows the human column and the agreement between the two raters
+    after = Visit(browser, rated_run / "index.html")
+    page = after.page
+    assert after.errors == []
+    assert "human ↑" in page.locator("#summary thead").inner_text()
+    assert page.locator("#raters").inner_text().count("지수") == 1
+    agreement = page.locator("#agreement")
+    assert agreement.is_visible() and "α = 1.00 over 4 outputs" in agreement.inner_text()
+    assert page.locator("#human-pairs").is_visible()
+    page.screenshot(path=str(tmp_path / "rated.png"), full_page=True)

@@ -199,7 +199,8 @@ def test_the_html_escapes_outputs(page: str) -> None:
 def test_an_output_cannot_close_the_data_block() -> None:
     nasty = "</script><script>alert(3)</script><!--"
     page = render_html(RUN, [record("greedy", 0, 0, nasty)])
-    assert page.count("</script>") == 2  # the data block's and the script's own
+    # the two data blocks' (outputs, rating scale) and the script's own
+    assert page.count("</script>") == 3
     assert outputs_of(page)[0]["t"] == nasty
 
 

@@ -165,6 +165,8 @@ def test_harness_run_with_vllm_writes_the_report_and_records_the_engine(
     assert {"index.html", "results.csv", "summary.csv", "samples.jsonl", "run.json"} <= names
     run = records.read_run(done.run_dir)
     assert run["backend"]["backend"] == "vllm" and run["model"]["type"] == "gpt2"
+    assert (run["backend"]["runner"], run["backend"]["sampler"]) == ("v1", "keyed")
+    assert "sampler keyed" in (done.run_dir / "index.html").read_text(encoding="utf-8")
     settings = {r["setting"] for r in records.read_samples(done.run_dir / "samples.jsonl")}
     assert settings == {"greedy", "beam", "top_p", "likelihood"}
     assert not vllm_tiny.engine.closed  # a backend passed in is left open
@@ -283,3 +285,202 @@ def test_the_default_model_gives_the_same_on_both_backends(real_harness_cache):
             assert [s.logprob for s in mine] == pytest.approx([s.logprob for s in other], abs=1e-3)
     finally:
         ours_backend.close()
+
+
+# ---------------------------------------------------------------- limits, tokens, runners
+
+
+def test_prompts_past_the_context_are_refused_or_cut_as_on_transformers(vllm_tiny, write_task,
+                                                                       tmp_path):
+    from harness.errors import HarnessError
+    from tests.test_context import ROWS
+
+    info = vllm_tiny.describe()
+    assert info["context_length"] == 128 and info["chat_template"] is None
+    decoding = {"presets": ["greedy"], "max_new_tokens": 8}
+    task = write_task(rows=ROWS, shots=[0], decoding=decoding)
+    with pytest.raises(HarnessError, match=r"item 3 \(0 shots"):
+        pipeline.run(pipeline.RunConfig(task, backend="vllm", out=tmp_path / "a", cache=False),
+                     backend=vllm_tiny)
+    task = write_task(rows=ROWS, shots=[0], too_long="cut_left", decoding=decoding)
+    done = pipeline.run(pipeline.RunConfig(task, backend="vllm", out=tmp_path / "b", cache=False),
+                        backend=vllm_tiny)
+    (cut,) = records.read_run(done.run_dir)["cut_prompts"]
+    assert cut["item"] == 3 and cut["tokens"] > 128 and cut["kept"] + 8 <= 128
+
+
+class _Recorder:
+    """An engine that records the token ids it is sent and answers eos at once."""
+
+    def __init__(self, eos: int) -> None:
+        self.sent: list[list[int]] = []
+        self.eos = eos
+
+    def many(self, requests):
+        from types import SimpleNamespace
+
+        self.sent += [ids for ids, _ in requests]
+        self.params = [params for _, params in requests]
+        done = SimpleNamespace(token_ids=[self.eos], logprobs=[{self.eos: SimpleNamespace(logprob=0.0)}])
+        return [SimpleNamespace(outputs=[done] * params.n) for _, params in requests]
+
+
+def test_a_chat_templated_prompt_goes_to_vllm_with_one_bos(tmp_path):
+    """As ``tokens.prompt_ids`` tokenizes it, and counted as the transformers backend counts."""
+    from harness.engines.contract import Parallel
+    from harness.engines.models import load_tokenizer
+    from harness.engines.tokens import prompt_ids
+    from tests.tiny_models import chat_model
+
+    tokenizer = load_tokenizer(str(chat_model(tmp_path / "chat")))
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "문장: 좋아요"}],
+                                         tokenize=False, add_generation_prompt=True)
+    assert text.startswith(tokenizer.bos_token)
+    engine = _Recorder(tokenizer.eos_token_id)
+    info = {"vocab_size": len(tokenizer), "device": "cpu", "sampler": "keyed"}
+    backend = vllm_backend.VLLMBackend(engine, tokenizer, info, {tokenizer.eos_token_id},
+                                       Parallel())
+    backend.generate([text], Setting("greedy", {}), [None], OPTIONS)
+    (sent,) = engine.sent
+    assert sent == prompt_ids(tokenizer, [text])[0]
+    assert sent[0] == tokenizer.bos_token_id and sent[1] != tokenizer.bos_token_id
+    assert backend.count_tokens([text]) == [len(sent)]
+
+
+def test_the_processor_is_the_one_for_the_runner_vllms_config_picks(hf_model_dir, monkeypatch):
+    """vLLM's own config decides the runner; on this CPU it is V1 (MRV2 needs Triton),
+    and asked for MRV2 the config says so, and the backend would pass the V2 processor."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    args = vllm_backend.engine_args(str(hf_model_dir), "cpu", vllm_backend.Parallel())
+    assert "logits_processors" not in args  # chosen once the runner is known
+    config = AsyncEngineArgs(**args).create_engine_config()
+    assert vllm_backend.runner(config) == "v1"
+    monkeypatch.setenv("VLLM_USE_V2_MODEL_RUNNER", "1")
+    assert vllm_backend.runner(config) == "v2"
+    assert vllm_backend.PROCESSORS["v2"].endswith(":HarnessLogitsV2")
+
+
+def test_the_sampler_is_vllms_on_cuda_and_the_keyed_draw_elsewhere(monkeypatch):
+    monkeypatch.delenv(vllm_backend.SAMPLER_ENV, raising=False)
+    assert vllm_backend.sampler("cpu") == "keyed"
+    assert vllm_backend.sampler("cuda") == "vllm"
+    monkeypatch.setenv(vllm_backend.SAMPLER_ENV, "keyed")
+    assert vllm_backend.sampler("cuda") == "keyed"
+    monkeypatch.setenv(vllm_backend.SAMPLER_ENV, "vllm")
+    with pytest.raises(Exception, match="CPU build"):
+        vllm_backend.sampler("cpu")
+
+
+def test_vllms_sampling_parameters_carry_the_settings_arguments_and_seed():
+    made = vllm_backend.vllm_sampling({"do_sample": True, "top_p": 0.9,
+                                       "repetition_penalty": 1.2}, seed=2**63 + 5)
+    assert made == {"temperature": 1.0, "top_k": 50, "top_p": 0.9, "seed": 5,
+                    "repetition_penalty": 1.2}
+    made = vllm_backend.vllm_sampling({"do_sample": True, "top_k": 0, "temperature": 0.7,
+                                       "min_p": 0.05}, seed=3)
+    assert made == {"temperature": 0.7, "top_k": 0, "top_p": 1.0, "seed": 3, "min_p": 0.05}
+
+
+def test_the_engine_records_its_runner_and_sampler(vllm_tiny):
+    identity = vllm_tiny.identity()
+    assert (identity["runner"], identity["sampler"]) == ("v1", "keyed")
+
+
+def test_tensor_parallel_is_checked_against_the_models_heads_before_the_engine(hf_model_dir):
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError) as caught:
+        vllm_backend.check_heads(hf_model_dir, vllm_backend.Parallel(tensor=2))
+    assert str(caught.value) == ("--tensor-parallel 2: the model has 1 attention head, which "
+                                 "2 GPUs cannot share evenly; use a divisor of 1")
+    vllm_backend.check_heads(hf_model_dir, vllm_backend.Parallel(tensor=1))
+
+
+def test_data_parallel_grows_rows_per_call_and_local_copies():
+    from harness.engines.contract import Parallel
+
+    assert vllm_backend.local_copies(Parallel(data=4, tensor=2), gpus=4) == 2
+    assert vllm_backend.local_copies(Parallel(data=2), gpus=8) == 2
+    assert vllm_backend.local_copies(Parallel(data=2, tensor=8), gpus=4) == 1
+    engine = _Recorder(0)
+    info = {"vocab_size": 10, "device": "cuda", "sampler": "vllm"}
+    one = vllm_backend.VLLMBackend(engine, None, info, set(), Parallel())
+    four = vllm_backend.VLLMBackend(engine, None, info, set(), Parallel(data=4))
+    assert four.batch_rows(Setting("greedy", {})) == 4 * one.batch_rows(Setting("greedy", {}))
+
+
+# ---------------------------------------------------------------- harness doctor
+
+
+def test_doctor_checks_both_engines_and_ends_on_pass(vllm_tiny, hf_tiny, hf_model_dir,
+                                                     write_task):
+    from harness.tools.doctor import format_report, run_doctor
+
+    task = write_task(decoding={"presets": ["greedy", "beam", "top_p"], "max_new_tokens": 4},
+                      scoring="both")
+    figures = run_doctor(str(hf_model_dir), limit=2, tasks=(str(task),), raw=False,
+                         given={"hf": hf_tiny, "vllm": vllm_tiny})
+    assert [line.setting for line in figures["lines"]] == ["greedy", "beam", "top_p",
+                                                           "likelihood"]
+    top_p = figures["lines"][2]
+    assert [what for what, _ in top_p.checks] == [
+        "vllm: same samples again with the same seed",
+        "keyed draw: the transformers backend's samples"]
+    report = format_report(figures).splitlines()
+    assert report[0].startswith("GPU: none")
+    assert "model runner v1" in report[1] and "sampler keyed" in report[1]
+    assert report[-1] == "PASS: 6 checks"
+    assert not vllm_tiny.engine.closed  # engines passed in are left open
+
+
+def test_doctor_fails_where_the_engines_disagree(vllm_tiny, hf_tiny, hf_model_dir, write_task):
+    import dataclasses
+
+    from harness.tools.doctor import format_report, run_doctor
+
+    class Other:
+        """The transformers backend with every answer one character longer."""
+
+        name = "hf"
+
+        def __getattr__(self, name):
+            return getattr(hf_tiny, name)
+
+        def generate(self, *args):
+            return [[dataclasses.replace(g, raw=g.raw + "!") for g in rows]
+                    for rows in hf_tiny.generate(*args)]
+
+    task = write_task(decoding={"presets": ["greedy"], "max_new_tokens": 4})
+    figures = run_doctor(str(hf_model_dir), limit=1, tasks=(str(task),), raw=False,
+                         given={"hf": Other(), "vllm": vllm_tiny})
+    last = format_report(figures).splitlines()[-1]
+    assert last.startswith("FAIL: ") and "greedy: the same outputs on both engines" in last
+
+
+def test_on_vllms_sampler_a_prompt_is_one_seeded_request_with_n(hf_model_dir):
+    """What goes to vLLM when its own sampler draws (CUDA): the setting's arguments, ``n``
+    and the prompt's seed; the processor gets only what vLLM lacks."""
+    from harness.engines.contract import Parallel
+    from harness.engines.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(hf_model_dir))
+    engine = _Recorder(tokenizer.eos_token_id)
+    info = {"vocab_size": len(tokenizer), "device": "cuda", "sampler": "vllm"}
+    backend = vllm_backend.VLLMBackend(engine, tokenizer, info, {tokenizer.eos_token_id},
+                                       Parallel())
+    setting = Setting("s", {"do_sample": True, "top_p": 0.9, "num_return_sequences": 3,
+                            "no_repeat_ngram_size": 2, "repetition_penalty": 1.2})
+    seeds = seeded(PROMPTS[:2], 7)
+    made = backend.generate(PROMPTS[:2], setting, seeds, OPTIONS)
+    assert [len(rows) for rows in made] == [3, 3]
+    first, second = engine.params
+    assert (first.n, first.seed, second.seed) == (3, seeds[0], seeds[1])
+    assert (first.temperature, first.top_k, first.top_p, first.repetition_penalty) == (
+        1.0, 50, 0.9, 1.2)
+    assert first.extra_args == {"harness": {"no_repeat_ngram_size": 2}}
+    # typical_p, which vLLM lacks, takes the keyed draw: a request per returned sequence
+    backend.generate(PROMPTS[:2], Setting("t", {"do_sample": True, "typical_p": 0.8}), seeds,
+                     OPTIONS)
+    assert all(p.temperature == 0.0 and p.seed is None and "key" in p.extra_args["harness"]
+               for p in engine.params)

@@ -62,15 +62,24 @@ class Sampler:
 
         assert self.keys is not None, "a Sampler that draws needs its rows' keys"
         keys = torch.tensor(self.keys, dtype=torch.int64, device=scores.device)
+        chosen = self.choose(scores, keys, self.step)
+        self.step += 1
+        return only(scores, chosen)
+
+    def choose(self, scores: Any, keys: Any, steps: Any) -> Any:
+        """The token each row draws: ``keys`` (rows,) int64; ``steps`` an int or (rows,)
+        int64, the tokens each row generated before this one."""
+        import torch
+
         warm = self._warm(scores)
         values, indices, wide = self.candidates(warm)
-        chosen = draw(values, keys, self.step, indices)
+        chosen = draw(values, keys, steps, indices)
         if indices is not None:
             chosen = indices.gather(1, chosen[:, None]).squeeze(1)
         for rows in wide:
-            chosen[rows] = draw(self._full(warm[rows]), keys[rows], self.step)
-        self.step += 1
-        return only(scores, chosen)
+            step = steps[rows] if isinstance(steps, torch.Tensor) and steps.dim() else steps
+            chosen[rows] = draw(self._full(warm[rows]), keys[rows], step)
+        return chosen
 
     def kept(self, scores: Any) -> Any:
         """Which tokens may be drawn, as a (rows, vocabulary) mask (for tests)."""

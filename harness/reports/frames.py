@@ -51,6 +51,34 @@ def summary(table: Summary) -> pd.DataFrame:
     return frame
 
 
+RATING_COLUMNS = ["rater", "item", "setting", "shots", "seed", "sequence", "criterion",
+                  "point", "value", "note", "output"]
+
+
+def ratings(run_dir: Any, run: dict[str, Any], records: list[Record]) -> pd.DataFrame:
+    """People's ratings kept in a run folder (ratings.json): one row per rater, output and
+    criterion, with the point given, its value on the scale, the note and the output."""
+    import pandas as pd
+
+    from harness.records import judged
+    from harness.scoring.ratings import Scale, output_key
+
+    stored = judged.read_ratings(run_dir) or {"raters": []}
+    scale = Scale.of(run)
+    texts = {output_key(r): r["output"] for r in records}
+    rows = []
+    for rater in stored["raters"]:
+        for entry in rater["outputs"]:
+            key = tuple(entry["key"])
+            for criterion, point in entry["scores"].items():
+                rows.append([rater["rater"], *key, criterion, point, scale.value(point),
+                             entry["note"], texts.get(key)])
+    frame = pd.DataFrame(rows, columns=RATING_COLUMNS)
+    frame["seed"] = frame["seed"].astype("Int64")
+    frame["value"] = frame["value"].astype("float64")
+    return frame
+
+
 def items(frame: Any, source: str) -> list[dict[str, Any]]:
     """A DataFrame's rows as items: column names as text, missing cells as "" (as an
     empty cell of a CSV file reads), numbers as Python numbers."""

@@ -22,8 +22,8 @@ from markupsafe import Markup
 
 from harness.common import files
 from harness.records import Record
-from harness.reports import charts, tables
-from harness.scoring import labels, metrics, stats
+from harness.reports import charts, judgement, tables
+from harness.scoring import labels, metrics, ratings, stats
 
 # report.summarize: the summary rows that summary.csv, the page and the API share
 from harness.scoring.summary import Summary, summarize  # noqa: F401
@@ -116,11 +116,14 @@ def csv_cell(value: Any) -> Any:
 
 
 def render_html(run: dict[str, Any], records: list[Record],
-                summary: Summary | None = None) -> str:
-    """The review page: summary, differences, charts, labels, then every item's outputs."""
+                summary: Summary | None = None,
+                gathered: judgement.Gathered | None = None) -> str:
+    """The review page: summary, differences, charts, labels, ratings and the judge, then
+    every item's outputs (which a person can rate there)."""
     task = run["task"]
     kind = task["kind"]
-    summary = summary or summary_of(run, records)
+    gathered = gathered or judgement.Gathered(records, scale=ratings.Scale.of(run))
+    summary = summary or summary_of(run, gathered.records, gathered.extra)
     settings = list(dict.fromkeys(r["setting"] for r in records))
     shots = sorted({r["shots"] for r in records})
     marks = kind in metrics.RIGHT_OR_WRONG  # kinds whose answers are right or wrong
@@ -161,14 +164,27 @@ def render_html(run: dict[str, Any], records: list[Record],
         n_items=len(data["items"]),
         n_outputs=len(records),
         data_json=embed_json(share_prompt_blocks(data, _separator(task))),
+        judged=judgement.panels(gathered, summary),
+        rating_json=embed_json(_rating_data(run)),
     )
 
 
-def summary_of(run: dict[str, Any], records: list[Record]) -> Summary:
-    """The summary of a run as its task asks: its kind, labels and chosen metrics."""
+def _rating_data(run: dict[str, Any]) -> dict[str, Any]:
+    """What ratings.js needs: the run's id (ratings are kept per run in the browser and
+    exported with it), the task, and the scale and criteria to rate on."""
+    scale = ratings.Scale.of(run)
+    return {"run": ratings.run_id(run), "task": run["task"]["name"],
+            "scale": list(scale.points), "criteria": list(scale.criteria),
+            "format": ratings.FORMAT}
+
+
+def summary_of(run: dict[str, Any], records: list[Record],
+               extra: list[metrics.Metric] | None = None) -> Summary:
+    """The summary of a run as its task asks: its kind, labels and chosen metrics, and
+    ``extra`` columns (human ratings, a judge: ``judgement.gather``)."""
     task = run["task"]
     return Summary(task["kind"], records, task.get("labels"), task.get("metrics"),
-                   task.get("language"), task.get("bleu_tokenize"))
+                   task.get("language"), task.get("bleu_tokenize"), extra or ())
 
 
 def _by_item(records: list[Record]) -> dict[int, dict[tuple[str, int], list[Record]]]:
@@ -187,6 +203,7 @@ def _item_data(item: int, cells: dict[tuple[str, int], list[Record]], settings: 
     row = {s: i for i, s in enumerate(settings)}
     col = {k: i for i, k in enumerate(shots)}
     return {
+        "id": item,
         "title": f"item {item + 1}",
         "refs": first.get("references") or [],
         "prompts": [[f"{k}-shot", prompts[k]] for k in sorted(prompts)],
@@ -214,6 +231,7 @@ def grouped_outputs(records: list[Record]) -> list[dict[str, Any]]:
             "k": record.get("n_tokens"),
             "lp": _round(record.get("mean_logprob")),
             "n": 1,
+            "q": [record.get("seed"), record.get("sequence", 0)],  # which output (ratings)
         }
         if record.get("reasoning") is not None:  # shown folded, beside the answer
             entry["th"] = record["reasoning"]
@@ -361,7 +379,8 @@ fmt = tables.fmt  # the name the page template and the command line use
 def write_all(run_dir: Path, run: dict[str, Any], records: list[Record]) -> Summary:
     """Write results.csv, summary.csv (labels.csv for classification) and index.html for
     a run's records; returns the summary they show."""
-    summary = summary_of(run, records)
+    gathered = judgement.gather(run_dir, run, records)
+    summary = summary_of(run, gathered.records, gathered.extra)
     # Each file is written beside itself and renamed: a kill or a full disk leaves the
     # earlier file whole, never half a page.
     with files.replacing(run_dir / "results.csv") as scratch:
@@ -371,5 +390,5 @@ def write_all(run_dir: Path, run: dict[str, Any], records: list[Record]) -> Summ
     if summary.kind == "classification":
         with files.replacing(run_dir / "labels.csv") as scratch:
             write_labels_csv(scratch, summary)
-    files.write_text(run_dir / "index.html", render_html(run, records, summary))
+    files.write_text(run_dir / "index.html", render_html(run, records, summary, gathered))
     return summary

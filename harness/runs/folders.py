@@ -23,7 +23,7 @@ from harness.tasks.spec import LoadedTask, load_task
 
 # The task fields a rescore takes from the task file; the others describe how the
 # outputs were made, which a rescore does not change.
-SCORING_FIELDS = ("labels", "metrics", "target", "aliases")
+SCORING_FIELDS = ("labels", "metrics", "target", "aliases", "rating", "judge")
 
 
 def rerender(run_dir: str | Path) -> Path:

@@ -87,7 +87,9 @@ class Summary:
 
     def __init__(self, kind: str, records: list[Record], labels: Sequence[str] | None = None,
                  chosen: Sequence[str] | None = None, language: str | None = None,
-                 bleu_tokenize: str | None = None) -> None:
+                 bleu_tokenize: str | None = None, extra: Sequence[Metric] = ()) -> None:
+        """``extra``: metrics beyond the registry's (people's ratings, a judge's scores),
+        shown after the main column."""
         self.kind = kind
         self.scope = metrics.scope_of(kind, records, labels, language, bleu_tokenize)
         grouped: dict[Key, list[Record]] = {}
@@ -96,7 +98,9 @@ class Summary:
         self.cells = {key: Cell(key, rows) for key, rows in grouped.items()}
         self.references = any(r.get("references") for r in records)
         self.columns = columns(kind, chosen, self.references, self.scope)
-        self.metrics = [metrics.get(name) for name in self.columns]
+        self.columns[1:1] = [m.name for m in extra]
+        added = {m.name: m for m in extra}
+        self.metrics = [added.get(name) or metrics.get(name) for name in self.columns]
         # sacrebleu's signature of each corpus metric shown, to reproduce it
         self.signatures = {m.name: m.signature(self.scope) for m in self.metrics
                            if m.signature is not None}

@@ -1,9 +1,9 @@
 """The task file's JSON Schema, generated from the pydantic models that validate it.
 
 Editors read it (``# yaml-language-server: $schema=...`` on a task's first line) to
-complete and check fields. It is the models' own schema with three additions that the
+complete and check fields. It is the models' own schema with four additions that the
 same code checks at load time: preset names, the ``generate()`` arguments that configs
-and grids may use, and metric names.
+and grids may use, metric names, and rating points written as numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def task_schema() -> dict[str, Any]:
     decoding["grid"]["propertyNames"] = {"enum": list(GenerateArgs.model_fields)}
     schema["properties"]["metrics"]["anyOf"][0]["items"] = {"type": "string",
                                                              "enum": every_name()}
+    # a scale's points may be written as numbers (1 to 5); they are kept as text
+    defs["RatingSpec"]["properties"]["scale"]["items"] = {"type": ["string", "integer"]}
     _close_every_model(schema)
     return {
         "$schema": SCHEMA_URL,

@@ -128,6 +128,65 @@ class DecodingSpec(_Strict):
         return self
 
 
+def _as_texts(value: Any) -> Any:
+    """A scale written as numbers (``[1, 2, 3, 4, 5]``) is kept as their text."""
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+class RatingSpec(_Strict):
+    """How people rate the outputs in the report (and what a judge answers on)."""
+
+    scale: Annotated[list[str], WrapValidator(lambda v, h: h(_as_texts(v)))] = Field(
+        default_factory=lambda: ["bad", "good"], min_length=2, max_length=11,
+        description="the points of the scale, worst first (default bad, good); numbers "
+        "(1 to 5) score as themselves, words as their place (0, 1, ...)",
+    )
+    criteria: list[str] = Field(
+        default_factory=list, max_length=8,
+        description="named criteria, each rated on the scale (e.g. 자연스러움, 관련성); "
+        "none: one overall rating",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RatingSpec:
+        if len(set(self.scale)) != len(self.scale) or any(not s.strip() for s in self.scale):
+            raise ValueError("scale needs distinct, non-empty points")
+        if len(set(self.criteria)) != len(self.criteria) or any(
+                not c.strip() for c in self.criteria):
+            raise ValueError("criteria needs distinct, non-empty names")
+        return self
+
+
+class JudgeSpec(_Strict):
+    """A model that scores the outputs (``harness judge``): given a Jinja rubric, it
+    answers with a point of the rating scale (pointwise) or A / B / tie (pairwise)."""
+
+    rubric: str = Field(
+        description="Jinja: the judge's prompt. Pointwise: item columns, prompt, output, "
+        "reference, scale; pairwise: output_a and output_b instead of output",
+    )
+    mode: Literal["pointwise", "pairwise"] = Field(
+        "pointwise", description="a score per output, or which of two settings' outputs is "
+        "better (both orders asked)",
+    )
+    model: str = Field("default", description="default, a model folder, a .gguf file or a "
+                       "hub id; --judge-model overrides it")
+    max_new_tokens: int = Field(8, ge=1, le=512, description="tokens of the judge's reply")
+
+    @field_validator("rubric")
+    @classmethod
+    def _compiles(cls, rubric: str) -> str:
+        from harness.tasks.sandbox import compile_template
+
+        try:
+            compile_template(rubric, "rubric")
+        except HarnessError as exc:
+            raise ValueError(str(exc).removeprefix("rubric: ")) from None
+        return rubric
+
+
 class Task(_Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9_-]+$", max_length=80,
@@ -200,6 +259,11 @@ class Task(_Strict):
         "enable_thinking: false (a server gets them as chat_template_kwargs); --chat-arg "
         "KEY=VALUE adds to them",
     )
+    rating: RatingSpec = Field(
+        default_factory=RatingSpec, description="the scale people rate outputs on in the "
+        "report, and its named criteria",
+    )
+    judge: JudgeSpec | None = Field(None, description="a model as judge: its rubric and mode")
     too_long: Literal["refuse", "cut_left"] = Field(
         "refuse", description="a prompt that with its new tokens exceeds the model's "
         "context: refuse the run (naming it), or cut the prompt from the left",

@@ -478,6 +478,8 @@ def _starter_rest(kind: str) -> list[str]:
     for field, info in Task.model_fields.items():
         if field not in STARTER_FIELDS:  # a field added after this starter was written
             default = info.get_default(call_default_factory=True)
+            if hasattr(default, "model_dump"):  # a section (rating:): its fields' defaults
+                default = default.model_dump(mode="json")
             out += textwrap.wrap(f"{info.description or field}.", 88, initial_indent="# ",
                                  subsequent_indent="# ", break_on_hyphens=False)
             out.append(f"# {field}: {_q(default)}")

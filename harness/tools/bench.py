@@ -179,15 +179,15 @@ def _raw_vllm(model: str, device: str | None, parallel: Any, plan: pipeline.Plan
 
     from harness.engines.contract import Parallel
     from harness.engines.models import load_tokenizer
+    from harness.engines.tokens import prompt_ids
     from harness.engines.vllm.backend import engine_args, engine_model
 
     tokenizer = load_tokenizer(model)
     args = engine_args(engine_model(model), device or "auto", parallel or Parallel())
-    del args["logits_processors"]
     llm = LLM(**args)
     timed: dict[str, Way] = {}
     try:
-        ids = [tokenizer(p.text)["input_ids"] for p in plan.prompts]
+        ids = prompt_ids(tokenizer, [p.text for p in plan.prompts])
         prompts = [TokensPrompt(prompt_token_ids=i) for i in ids]
         llm.generate(prompts[:1], SamplingParams(max_tokens=2), use_tqdm=False)
         for setting in plan.settings:

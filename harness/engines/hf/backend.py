@@ -39,6 +39,7 @@ from harness.engines.hf.speedups import blocked_projection, fast_head, screen_to
 from harness.engines.models import LoadedModel
 from harness.engines.sampler import Sampler, fast_sampling_applies, row_logsumexp
 from harness.engines.sampling import WARPER_ARGS, KeyedDraw, row_keys, warpers
+from harness.engines.text import Text
 from harness.engines.tokens import prompt_ids
 from harness.errors import HarnessError
 from harness.tasks.decoding import Setting
@@ -99,7 +100,7 @@ class HFBackend:
             blocked_projection(self.head)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self._stop_matchers: dict[str, Any] = {}
+        self.text = Text(self.tokenizer)
         # One model, one caller at a time: generation hooks the model (the log-probability
         # recorder, the output projection's speed-ups) and the Rust tokenizer refuses a
         # second borrower, so two threads running tasks on one loaded model (the Python
@@ -226,7 +227,7 @@ class HFBackend:
             **{k: v for k, v in args.items() if k not in _BLOCKING_ARGS},
         )
         extra: dict[str, Any] = {}
-        matchers = self._stop_strings(options.stop)
+        matchers = self.text.matchers(options.stop)
         if matchers:
             extra["stopping_criteria"] = StoppingCriteriaList(matchers)
         if cache is not None:
@@ -284,27 +285,7 @@ class HFBackend:
         return contextlib.nullcontext()
 
     def _one(self, ids: Any, logprobs: Any, options: Options) -> Generation:
-        return finish(ids.tolist(), logprobs.tolist(), self._decode, self.eos_ids, options.stop)
-
-    def _stop_strings(self, stop: tuple[str, ...]) -> list[Any]:
-        """transformers' matchers that end generation at a stop string, built once each.
-
-        Building one scans the whole vocabulary (half a second for Gemma's). A stop string
-        that no token can spell is left out, as transformers refuses it: the model cannot
-        write it, and answers are cut at every stop string afterwards anyway.
-        """
-        from transformers import StopStringCriteria
-
-        for string in stop:
-            if string not in self._stop_matchers:
-                try:
-                    self._stop_matchers[string] = StopStringCriteria(self.tokenizer, [string])
-                except ValueError:
-                    self._stop_matchers[string] = None
-        return [m for m in (self._stop_matchers[s] for s in stop) if m is not None]
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return finish(ids.tolist(), logprobs.tolist(), self.text.decode, self.eos_ids, options.stop)
 
     def _bad_words_ids(self, words: tuple[str, ...]) -> list[list[int]]:
         return blocking.bad_words_ids(self.tokenizer, words)

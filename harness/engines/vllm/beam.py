@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.engines.vllm.processor import Row
+from harness.engines.vllm.rules import Rows, bans, padded, penalise, word_table
 
 NEG = -1.0e9  # transformers' stand-in for "never": added to a score, not -inf
 
@@ -73,41 +73,54 @@ class Search:
     def queries(self) -> list[tuple[list[int], int]]:
         """(token ids, log-probabilities wanted) for each distinct running sequence."""
         seen: dict[tuple[int, ...], int] = {}
-        for hyp in self.running:
+        for hyp, banned in zip(self.running, self._banned(self.running), strict=True):
             key = tuple(hyp.tokens)
-            wanted = self.rules.candidates + len(self._moved(hyp))
+            wanted = self.rules.candidates + len(self._moved(hyp, banned))
             seen[key] = max(seen.get(key, 0), wanted)
         return [(self.prompt + list(key), wanted) for key, wanted in seen.items()]
 
-    def _moved(self, hyp: Hyp) -> set[int]:
+    def _moved(self, hyp: Hyp, banned: set[int]) -> set[int]:
         """Tokens whose score the rules change for this beam (banned or penalised)."""
         rules = self.rules
-        moved = self._row(hyp).banned()
+        moved = set(banned)
         if rules.penalty is not None and rules.penalty != 1.0:
             moved |= set(self.prompt) | set(hyp.tokens)
         if len(hyp.tokens) < rules.min_new:
             moved |= rules.eos
         return moved
 
-    def _row(self, hyp: Hyp) -> Row:
-        rules = {"no_repeat_ngram_size": self.rules.ngram, "bad_words_ids": self.rules.bad_words_ids}
-        return Row(rules, self.prompt, hyp.tokens)
+    def _banned(self, hyps: list[Hyp]) -> list[set[int]]:
+        """The tokens n-gram blocking and banned words forbid after each beam (``rules``'
+        arithmetic, the processors' own)."""
+        rules = self.rules
+        if not rules.ngram and not rules.bad_words_ids:
+            return [set() for _ in hyps]
+        import torch
 
-    def _scored(self, hyp: Hyp, logprobs: dict[int, float]) -> list[tuple[float, int, float]]:
+        tokens, lengths = padded([self.prompt + hyp.tokens for hyp in hyps])
+        rows = Rows(
+            tokens, lengths,
+            ngram=torch.full_like(lengths, rules.ngram) if rules.ngram else None,
+            ngram_sizes=(rules.ngram,) if rules.ngram else (),
+            words=word_table([rules.bad_words_ids] * len(hyps)) if rules.bad_words_ids else None,
+        )
+        candidates, hit = bans(rows)
+        return [set(candidates[i][hit[i]].tolist()) for i in range(len(hyps))]
+
+    def _scored(self, hyp: Hyp, logprobs: dict[int, float],
+                banned: set[int]) -> list[tuple[float, int, float]]:
         """(score after the rules, token, raw log-probability) of a beam's next tokens."""
         rules = self.rules
-        banned = self._row(hyp).banned()
+        banned = set(banned)
         if len(hyp.tokens) < rules.min_new:
             banned |= rules.eos
-        penalty = rules.penalty if rules.penalty != 1.0 else None
-        penalised = set(self.prompt) | set(hyp.tokens) if penalty is not None else set()
+        penalised = (set(self.prompt) | set(hyp.tokens)
+                     if rules.penalty is not None and rules.penalty != 1.0 else set())
         out = []
         for token, raw in logprobs.items():
             if token in banned:
                 continue
-            value = raw
-            if penalty is not None and token in penalised:
-                value = raw * penalty if raw < 0 else raw / penalty
+            value = penalise(raw, rules.penalty) if token in penalised else raw
             out.append((value, token, raw))
         return out
 
@@ -115,8 +128,9 @@ class Search:
         """Advance by one token, given each running sequence's best log-probabilities."""
         rules = self.rules
         pool = []
+        banned = self._banned(self.running)
         for b, hyp in enumerate(self.running):
-            for value, token, raw in self._scored(hyp, answers[tuple(hyp.tokens)]):
+            for value, token, raw in self._scored(hyp, answers[tuple(hyp.tokens)], banned[b]):
                 pool.append((hyp.score + value, b, token, raw))
         # best first; equal scores in the order of beam, then token (as a flat top-k)
         pool.sort(key=lambda c: (-c[0], c[1], c[2]))

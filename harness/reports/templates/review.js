@@ -119,7 +119,11 @@
     return value === null || value === undefined ? "–" : value.toFixed(digits).replace("-", "−");
   }
 
-  function outputNode(o) {
+  // What another script (ratings.js) adds to each output drawn: hooks.output(node, output,
+  // item, row, col), called after the node is built.
+  const hooks = {};
+
+  function outputNode(o, item, r, c) {
     const mark = o.ok === 1 ? "right" : o.ok === 0 ? "wrong" : "";
     const node = el("div", "out " + mark);
     node.dataset.mark = mark;
@@ -146,6 +150,7 @@
       fold.appendChild(el("div", "text", o.th));
       node.appendChild(fold);
     }
+    if (hooks.output && item) hooks.output(node, o, item, rows[r], cols[c]);
     return node;
   }
 
@@ -188,7 +193,7 @@
         Object.entries(cols[c]).forEach(([k, v]) => { if (k !== "label") td.dataset[k] = v; });
         const outs = (byCell.get(r + ":" + c) || []).filter((o) => outputShown(o, mark));
         if (!cellShown(r, c)) return;
-        outs.forEach((o) => td.appendChild(outputNode(o)));
+        outs.forEach((o) => td.appendChild(outputNode(o, item, r, c)));
         if (!byCell.has(r + ":" + c)) td.appendChild(el("span", "none", "–"));
       });
     });
@@ -215,4 +220,5 @@
   $("prev").addEventListener("click", () => { page -= 1; paint(); window.scrollTo(0, $("outputs").offsetTop); });
   $("next").addEventListener("click", () => { page += 1; paint(); window.scrollTo(0, $("outputs").offsetTop); });
   apply();
+  window.harnessReview = { data: data, hooks: hooks, repaint: paint };
 })();
