@@ -226,14 +226,7 @@ def run(
         raise HarnessError(f"limit: expected a whole number, got {limit!r}")
     config = pipeline.RunConfig(
         task=loaded,
-        overrides=pipeline.Overrides(
-            shots=_numbers("shots", shots), presets=_names("presets", presets),
-            seeds=_numbers("seed", seed), limit=limit,
-            model=given.name if given is not None else None if model is None else str(model),
-            # a Model's own tokenizer lays out chat turns, not the task's model field's
-            tokenizer=getattr(given.backend, "tokenizer", None) if given is not None else None,
-            chat_args=dict(chat_args) if chat_args else None,
-        ),
+        overrides=_overrides(model, limit, shots, presets, seed, chat_args),
         backend=backend, device=device, fast=not plain, out=_path("out", out),
         server=Server(base_url or Server.base_url, api_key_env=api_key_env,
                       concurrency=concurrency, timeout=timeout, chat_args=dict(chat_args or {}),
@@ -249,6 +242,22 @@ def run(
         raise
     return Run(finished.run_dir, records.read_run(finished.run_dir), finished.records,
                finished.summary)
+
+
+def _overrides(model: str | Path | Model | None, limit: int | None,
+               shots: int | Iterable[int] | None, presets: str | Iterable[str] | None,
+               seed: int | Iterable[int] | None, chat_args: Mapping[str, Any] | None
+               ) -> pipeline.Overrides:
+    """What ``run``'s options change in the task, checked as the command line checks them."""
+    given = model if isinstance(model, Model) else None
+    return pipeline.Overrides(
+        shots=_numbers("shots", shots), presets=_names("presets", presets),
+        seeds=_numbers("seed", seed), limit=limit,
+        model=given.name if given is not None else None if model is None else str(model),
+        # a Model's own tokenizer lays out chat turns, not the task's model field's
+        tokenizer=getattr(given.backend, "tokenizer", None) if given is not None else None,
+        chat_args=dict(chat_args) if chat_args else None,
+    )
 
 
 def load_task(task: str | Path | Mapping[str, Any]) -> spec.LoadedTask:

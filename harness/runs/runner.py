@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from harness import records
@@ -114,48 +114,49 @@ def run(
     """
     tally = tally if tally is not None else Tally()
     done = done or set()
-    made: list[Record] = []
-    order = records.sort_key(r.setting.name for r in requests)
     batches = batches if batches is not None else layout(requests, backend)
     todo = [[r for r in batch if r.id not in done] for batch in batches]
     keys = {id(r): _key(r, options, scope or {}) for batch in todo for r in batch} if cache else {}
     found = cache.get(list(keys.values())) if cache else {}
+    kept = _Kept(task, tally, samples, on_progress)
+    if isinstance(backend, Streaming):
+        _stream(todo, backend, options, cache, keys, found, kept)
+    else:
+        _generate(todo, backend, options, cache, keys, found, kept)
+    return sorted(kept.made, key=records.sort_key(r.setting.name for r in requests))
 
-    def keep(batch: list[Request], outputs: dict[int, list[Generation]], generated: int
-             ) -> None:
+
+@dataclass
+class _Kept:
+    """The records a run has made so far, written and counted as each batch is kept."""
+
+    task: Task
+    tally: Tally
+    samples: IO[str] | None
+    on_progress: Callable[[int], None] | None
+    made: list[Record] = field(default_factory=list)
+
+    def keep(self, batch: list[Request], outputs: dict[int, list[Generation]],
+             generated: int) -> None:
         """Record, write and count a batch's outputs (``generated`` of them new)."""
         new = [
-            records.generated(task, r.prompt, r.setting.name, r.seed, index, generation)
+            records.generated(self.task, r.prompt, r.setting.name, r.seed, index, generation)
             for r in batch
             for index, generation in enumerate(outputs[id(r)])
         ]
-        tally.generated += generated
-        tally.cached += len(new) - generated
-        made.extend(new)
-        if samples is not None:
-            records.append(samples, new)  # a batch's lines in one write
-        if on_progress:
-            on_progress(len(new))
+        self.tally.generated += generated
+        self.tally.cached += len(new) - generated
+        self.made.extend(new)
+        if self.samples is not None:
+            records.append(self.samples, new)  # a batch's lines in one write
+        if self.on_progress:
+            self.on_progress(len(new))
 
-    if isinstance(backend, Streaming):
-        # one request a batch, many in flight: each kept the moment it is answered
-        pending = [r for batch in todo for r in batch]
-        for r in pending:
-            if keys.get(id(r)) in found:
-                keep([r], {id(r): found[keys[id(r)]]}, 0)
-        asked = [r for r in pending if keys.get(id(r)) not in found]
-        jobs = [(r.prompt.text, r.setting, r.own_seed) for r in asked]
-        answers = backend.stream(jobs, options)
-        try:
-            for index, generations in answers:
-                r = asked[index]
-                if cache:
-                    cache.put([(keys[id(r)], generations)])
-                keep([r], {id(r): generations}, len(generations))
-        finally:
-            answers.close()  # Ctrl-C or a failure: nothing more is sent
-        return sorted(made, key=order)
 
+def _generate(todo: list[list[Request]], backend: Backend, options: Options,
+              cache: ResultCache | None, keys: dict[int, str],
+              found: dict[str, list[Generation]], kept: _Kept) -> None:
+    """Batch by batch: the cache's answers, the rest of the batch generated together."""
     for batch in todo:
         if not batch:
             continue
@@ -171,8 +172,27 @@ def run(
             outputs |= {id(r): out for r, out in zip(missing, generated, strict=True)}
             if cache:
                 cache.put([(keys[id(r)], outputs[id(r)]) for r in missing])
-        keep(batch, outputs, sum(len(outputs[id(r)]) for r in missing))
-    return sorted(made, key=order)
+        kept.keep(batch, outputs, sum(len(outputs[id(r)]) for r in missing))
+
+
+def _stream(todo: list[list[Request]], backend: Streaming, options: Options,
+            cache: ResultCache | None, keys: dict[int, str],
+            found: dict[str, list[Generation]], kept: _Kept) -> None:
+    """One request a batch, many in flight: each kept the moment it is answered."""
+    pending = [r for batch in todo for r in batch]
+    for r in pending:
+        if keys.get(id(r)) in found:
+            kept.keep([r], {id(r): found[keys[id(r)]]}, 0)
+    asked = [r for r in pending if keys.get(id(r)) not in found]
+    answers = backend.stream([(r.prompt.text, r.setting, r.own_seed) for r in asked], options)
+    try:
+        for index, generations in answers:
+            r = asked[index]
+            if cache:
+                cache.put([(keys[id(r)], generations)])
+            kept.keep([r], {id(r): generations}, len(generations))
+    finally:
+        answers.close()  # Ctrl-C or a failure: nothing more is sent
 
 
 def rank_chunks(prompts: list[Prompt], chunk: int = 16) -> list[list[Prompt]]:

@@ -282,19 +282,24 @@ class Compiled:
     variables: frozenset[str]  # the names it reads from the row
 
 
-def compile_template(source: str, where: str) -> Compiled:
-    """Parse and check a user's template; ``where`` starts every error ("task.yaml: target")."""
+def _parse(env: jinja2.Environment, source: str, where: str, why: str = "") -> nodes.Template:
+    """The template's syntax tree, with no tag that reaches other templates (``why`` ends
+    that line)."""
     try:
-        tree = ENV.parse(source)
+        tree = env.parse(source)
     except jinja2.TemplateSyntaxError as exc:
         raise HarnessError(f"{where}: template error on its line {exc.lineno}: {exc.message}") from None
     for kind, tag in _REFUSED.items():
         found = next(tree.find_all(kind), None)
         if found is not None:
-            raise HarnessError(
-                f"{where}: {tag} on its line {found.lineno} is not allowed: a task's "
-                "templates stand alone (write the text into the template itself)"
-            )
+            raise HarnessError(f"{where}: {tag} on its line {found.lineno} is not allowed{why}")
+    return tree
+
+
+def compile_template(source: str, where: str) -> Compiled:
+    """Parse and check a user's template; ``where`` starts every error ("task.yaml: target")."""
+    tree = _parse(ENV, source, where, ": a task's templates stand alone (write the text "
+                  "into the template itself)")
     for name in tree.find_all(nodes.Name):
         if name.name == "self":
             raise HarnessError(
@@ -364,15 +369,7 @@ CHAT_ENV = _BoundedChat()
 def compile_chat_template(source: str, where: str) -> Compiled:
     """A tokenizer's chat template, compiled in the bounded chat environment (``where``
     starts every error: "--model m: its chat template")."""
-    try:
-        tree = CHAT_ENV.parse(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise HarnessError(f"{where}: template error on its line {exc.lineno}: {exc.message}") from None
-    for kind, tag in _REFUSED.items():
-        found = next(tree.find_all(kind), None)
-        if found is not None:
-            raise HarnessError(f"{where}: {tag} on its line {found.lineno} is not allowed")
-    tree = _AddChecks(CHAT_ENV).visit(tree)
+    tree = _AddChecks(CHAT_ENV).visit(_parse(CHAT_ENV, source, where))
     code = CHAT_ENV.compile(tree)
     return Compiled(CHAT_ENV.template_class.from_code(CHAT_ENV, code, dict(CHAT_ENV.globals)),
                     frozenset())
