@@ -15,6 +15,7 @@ line prints; nothing here exits the interpreter.
 from __future__ import annotations
 
 import html
+import math
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
@@ -184,6 +185,81 @@ def load(run_dir: str | Path) -> Run:
     run_dir = _path("run_dir", run_dir)
     info, found = records.load_run(run_dir)
     return Run(run_dir, info, found)
+
+
+def rate(run: Run | str | Path, scores: Any, *, rater: str) -> Run:
+    """People's ratings typed in Python, kept as ``harness ratings RUN_DIR FILE`` keeps a
+    file exported from the report; the run read again, with them (``ratings``, the human
+    columns of ``summary``). ``scores``: a DataFrame (or a list of mappings) with a row
+    per rated output: item, setting, shots, seed and sequence as ``samples`` has them, a
+    column per criterion of the task's rating (``overall`` where it names none) holding
+    a point of its scale (empty: not rated on it), and an optional ``note``. A rater
+    rating again replaces their earlier ratings."""
+    from harness.runs import rating
+    from harness.scoring import ratings
+
+    run_dir = run.run_dir if isinstance(run, Run) else _path("run", run)
+    info = records.read_run(run_dir)
+    scale = ratings.Scale.of(info)
+    if _is_frame(scores):
+        rows = scores.to_dict("records")
+    elif isinstance(scores, list | tuple) and all(isinstance(r, Mapping) for r in scores):
+        rows = [dict(row) for row in scores]
+    else:
+        raise HarnessError("scores: expected a DataFrame or a list of mappings, one per "
+                           "rated output")
+    outputs = []
+    for row in rows:
+        given = {c: _point(row[c]) for c in scale.criteria if c in row}
+        outputs.append({"item": _whole(row.get("item")), "setting": row.get("setting"),
+                        "shots": _whole(row.get("shots")), "seed": _whole(row.get("seed")),
+                        "sequence": _whole(row.get("sequence", 0)),
+                        "scores": {c: p for c, p in given.items() if p is not None},
+                        "note": "" if _missing(row.get("note")) else str(row["note"])})
+    data = {"harness_ratings": ratings.FORMAT, "run": ratings.run_id(info), "rater": rater,
+            "scale": list(scale.points), "criteria": list(scale.criteria),
+            "outputs": outputs, "pairs": []}
+    rating.keep_ratings(run_dir, [(f"ratings of {rater!r}", data)])
+    return load(run_dir)
+
+
+def judge(run: Run | str | Path, *, model: str | Path | Model | None = None,
+          task: str | Path | None = None, device: str = "auto") -> Run:
+    """``harness judge``: a model scores the run's outputs as its task's ``judge:`` says
+    (its answers kept in the run folder, so judging again asks nothing twice); the run
+    read again, with the judge's column in ``summary``. ``model``: a name, or a ``Model``
+    from ``load_model`` (used and left loaded); by default the task's judge model."""
+    from harness.runs.judging import judge_run
+
+    run_dir = run.run_dir if isinstance(run, Run) else _path("run", run)
+    given = model if isinstance(model, Model) else None
+    judge_run(run_dir, None if task is None else _path("task", task, "a task file's path"),
+              model=given.name if given is not None else None if model is None else str(model),
+              backend=given.backend if given is not None else None, device=device)
+    return load(run_dir)
+
+
+def _point(value: Any) -> str | None:
+    """A point as the scale spells it: 4 and 4.0 as "4"; empty as None."""
+    if _missing(value):
+        return None
+    if isinstance(value, Real) and not isinstance(value, bool) and float(value).is_integer():
+        return str(int(float(value)))
+    return str(value)
+
+
+def _whole(value: Any) -> Any:
+    """An integer column read back from a DataFrame (4.0, numpy ints; NaN as None)."""
+    if _missing(value):
+        return None
+    if isinstance(value, Real) and not isinstance(value, bool) and float(value).is_integer():
+        return int(float(value))
+    return value
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        type(value).__name__ in ("NAType", "NaTType"))
 
 
 def run(

@@ -312,3 +312,49 @@ def test_importing_harness_and_validating_leave_pandas_and_torch_unloaded(tmp_pa
     imported, validated = done.stdout.splitlines()[0], done.stdout.splitlines()[-1]
     assert imported.split() == ["False", "False", "False"]
     assert validated.split() == ["0", "False", "False"]
+
+
+def test_ratings_typed_in_python_are_kept_as_an_imported_file(tmp_path: Path) -> None:
+    from tests.judged_runs import make_run
+
+    run_dir = make_run(tmp_path, rating={"scale": [1, 2, 3, 4, 5],
+                                         "criteria": ["자연스러움", "관련성"]}, shots=(0,))
+    run = harness.load(run_dir)
+    picked = run.samples.query("item < 2")[["item", "setting", "shots", "seed", "sequence"]]
+    picked = picked.sort_values(["setting", "item"])  # beam 0, 1; greedy 0, 1; top_p 0, 1
+    scores = picked.assign(자연스러움=[2, 2, 5, 4, 1, 3], 관련성=[1, 3, 4, 4, 1, None],
+                           note=["", "", "좋다", "", "", ""])
+    rated = harness.rate(run, scores, rater="지수")
+    frame = rated.ratings
+    assert len(frame) == 11 and set(frame.rater) == {"지수"}  # the empty cell is not a rating
+    first = frame.query("item == 0 and setting == 'greedy' and criterion == '자연스러움'")
+    assert first.point.tolist() == ["5"] and first.note.tolist() == ["좋다"]
+    summary = rated.summary.set_index("setting")
+    assert summary.loc["greedy", "human_자연스러움"] == pytest.approx((5 + 4) / 2)
+    assert summary.loc["greedy", "human_관련성"] == pytest.approx((4 + 4) / 2)
+    # the same rater again replaces; the ratings are where `harness ratings` keeps them
+    again = harness.rate(run_dir, [{**scores.iloc[0].to_dict(), "자연스러움": 1}], rater="지수")
+    assert again.ratings.query("criterion == '자연스러움'").point.tolist() == ["1"]
+    assert (run_dir / "ratings.json").exists() and "지수" in (run_dir / "index.html").read_text(
+        encoding="utf-8")
+    with pytest.raises(harness.HarnessError, match="not a point of the scale"):
+        harness.rate(run, scores.assign(관련성=7), rater="민호")
+    with pytest.raises(harness.HarnessError, match="DataFrame or a list"):
+        harness.rate(run, "5점", rater="민호")
+
+
+def test_judge_scores_a_run_with_a_loaded_model(tmp_path: Path) -> None:
+    from tests.judged_runs import RUBRIC, make_run
+
+    run_dir = make_run(tmp_path, rating={"scale": [1, 2, 3, 4, 5]}, judge={"rubric": RUBRIC},
+                       shots=(0,))
+    judge = FakeBackend()
+    judge.info = {**judge.info, "name": "fake-judge", "fingerprint": "j" * 64}
+    judge.respond = lambda prompt, setting, seed, index: " 5" if "괜찮아" in prompt.split(
+        "B의 답:", 1)[1].split("\n", 1)[0] else " 2"
+    judged = harness.judge(harness.load(run_dir), model=harness.Model(judge, "fake-judge"))
+    column = judged.summary.set_index("setting")["judge"]
+    assert column["greedy"] == 5.0 and column["beam"] == 2.0
+    assert judged.info["judge"]["model"] == "fake-judge" and not judge.closed
+    with pytest.raises(harness.HarnessError, match="no judge"):
+        harness.judge(make_run(tmp_path / "plain", shots=(0,)), model="x")

@@ -28,19 +28,27 @@ class Imported:
 def import_ratings(run_dir: str | Path, paths: list[str | Path]) -> Imported:
     """Check every file against the run before keeping any (one bad file changes
     nothing), merge them by rater into ratings.json, and render the report again."""
+    if not Path(run_dir).is_dir():
+        raise HarnessError(f"{run_dir}: no such run folder")
+    given = []
+    for path in map(Path, paths):
+        raw = files.read_regular(path, "ratings file", MAX_FILE)
+        try:
+            given.append((str(path), json.loads(raw.decode("utf-8-sig"))))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise HarnessError(f"{path}: not a JSON ratings file ({exc})") from None
+    return keep_ratings(run_dir, given)
+
+
+def keep_ratings(run_dir: str | Path, given: list[tuple[str, Any]]) -> Imported:
+    """``import_ratings`` on ratings already read (or typed in Python): (source, content
+    of a ratings file) pairs, checked and kept the same way."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise HarnessError(f"{run_dir}: no such run folder")
     with files.locked(run_dir, f"ratings {run_dir}"):
         run, found = records.load_run(run_dir)
-        checked = []
-        for path in map(Path, paths):
-            raw = files.read_regular(path, "ratings file", MAX_FILE)
-            try:
-                data = json.loads(raw.decode("utf-8-sig"))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise HarnessError(f"{path}: not a JSON ratings file ({exc})") from None
-            checked.append(ratings.check(data, run, found, str(path)))
+        checked = [ratings.check(data, run, found, source) for source, data in given]
         names = [c["rater"] for c in checked]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
