@@ -54,8 +54,14 @@ def test_the_lessons_notebook_runs_on_a_tiny_model(
     assert (out / "chitchat-model" / "finetune.json").exists()
     shown = json.dumps([cell["outputs"] for cell in cells], ensure_ascii=False)
     assert "Warning" not in shown  # e.g. tqdm's about widgets, which names a file of its own
-    last = cells[-1]["outputs"][-1]["data"]
-    assert "<svg" in last["text/html"] and "chitchat" in last["text/plain"]
+    shown_run = next(cell for cell in cells if cell["source"] == "after")["outputs"][-1]["data"]
+    assert "<svg" in shown_run["text/html"] and "chitchat" in shown_run["text/plain"]
+    # part 4: ratings typed in Python, and the judge's column beside the metrics
+    dialogues = sorted(path for path in out.iterdir() if path.name.startswith("dialogue-"))
+    assert len(dialogues) == 2 and (dialogues[0] / "ratings.json").exists()
+    assert (dialogues[1] / "judge.jsonl").exists()
+    judged = cells[-1]["outputs"][-1]["data"]["text/html"]
+    assert "judge" in judged and "top_k_top_p_3" in judged
 
 
 def test_the_committed_notebook_shows_a_real_run_with_relative_paths() -> None:
