@@ -294,6 +294,27 @@ def test_five_thousand_outputs_open_quickly(browser, tmp_path: Path) -> None:
     assert page.locator("#page").inner_text().startswith("page 2 /")
 
 
+def test_each_labels_log_probability_stays_in_its_cell(browser, tmp_path: Path) -> None:
+    """The ranked answer's line of every label with its log-probability wraps in its own
+    cell rather than running over the next shot count's."""
+    records = [r for r in _many_records(2) if r["setting"] == "greedy"]
+    labels = ["기쁨", "슬픔", "분노", "불안", "중립"]
+    for r in records:
+        r.update(setting="likelihood", label_logprobs={
+            f"{label}{'이 아주 길게 적힌 이름' * (i % 2)}": -1.2345 - i for i, label in
+            enumerate(labels * 2)})
+    run = {"task": {"name": "emotion", "kind": "classification", "metrics": ["accuracy"]},
+           "model": MODEL_INFO, "started_at": "2026-11-26T08:00:00+09:00", "timings": {}}
+    report.write_all(tmp_path, run, records)
+    page = Visit(browser, tmp_path / "index.html").page
+    lines = page.locator(".tag.list")
+    assert lines.count() == 4
+    # text that runs past its box (scrollWidth) would be drawn over the next cell
+    overflow = page.evaluate(
+        "[...document.querySelectorAll('.tag.list')].map(t => t.scrollWidth - t.clientWidth)")
+    assert max(overflow) <= 1, overflow
+
+
 # ---------------------------------------------------------------- ratings in the page
 
 

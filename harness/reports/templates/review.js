@@ -143,7 +143,7 @@
     if (o.p !== undefined) tags.push("→ " + (o.p === null ? "no label" : o.p));
     node.appendChild(document.createTextNode(" "));
     node.appendChild(el("span", "tag", tags.join(" · ")));
-    if (o.r) node.appendChild(el("div", "tag", "log-prob per option: " + o.r.replace(/-/g, "−")));
+    if (o.r) node.appendChild(el("div", "tag list", "log-prob per option: " + o.r.replace(/-/g, "−")));
     if (o.th !== undefined) {  // a reasoning model's thinking, folded: the answer is scored
       const fold = el("details", "reasoning");
       fold.appendChild(el("summary", "tag", "reasoning (" + o.th.length + " characters)"));
